@@ -1,0 +1,54 @@
+package media
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/switchboard-voip/switchboard/media/pcm"
+)
+
+func TestG711RoundTrip(t *testing.T) {
+	for _, c := range []Codec{PCMU, PCMA} {
+		t.Run(c.Name, func(t *testing.T) {
+			impl, err := newCodec(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := pcm.Tone(1000, 8000, 1600, 0.5)
+			payload := make([]byte, impl.maxPayload(len(src)))
+			n := impl.encode(payload, src)
+			if n != len(src) {
+				t.Fatalf("encoded %d bytes for %d samples", n, len(src))
+			}
+			got := impl.decode(nil, payload[:n])
+			var sig, noise float64
+			for i := range src {
+				sig += float64(src[i]) * float64(src[i])
+				d := float64(got[i]) - float64(src[i])
+				noise += d * d
+			}
+			// G.711 gives about 38 dB SNR for a loud signal.
+			if snr := 10 * math.Log10(sig/noise); snr < 33 {
+				t.Errorf("SNR %.1f dB, want ≥ 33 dB", snr)
+			}
+		})
+	}
+}
+
+func TestCodecs(t *testing.T) {
+	if c, ok := CodecByName("pcma"); !ok || c != PCMA {
+		t.Errorf("CodecByName(pcma) = %v, %v", c, ok)
+	}
+	if _, ok := CodecByName("opus"); ok {
+		t.Error("CodecByName(opus) found a codec")
+	}
+	for _, c := range []Codec{{Name: "opus", PayloadType: 111, ClockRate: 48000}, {Name: "PCMU", ClockRate: 16000}} {
+		if _, err := newCodec(c); !errors.Is(err, ErrUnsupportedCodec) {
+			t.Errorf("newCodec(%v): err = %v, want ErrUnsupportedCodec", c, err)
+		}
+	}
+	if _, err := (&PortPool{}).Open(StreamConfig{Codec: Codec{Name: "G729", PayloadType: 18, ClockRate: 8000}}); !errors.Is(err, ErrUnsupportedCodec) {
+		t.Errorf("Open(G729): err = %v, want ErrUnsupportedCodec", err)
+	}
+}

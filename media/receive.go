@@ -1,0 +1,155 @@
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+const (
+	// maxDatagram bounds what we read; anything larger is not RTP we can use.
+	maxDatagram = 2048
+	// relatchQuiet is how long the latched source must be silent before a source
+	// with a different SSRC may take over (a media server change without re-INVITE).
+	relatchQuiet = 500 * time.Millisecond
+	rtpVersion   = 2
+	rtpHeaderMin = 12
+)
+
+// receiver is the reader goroutine's state; nothing else touches it.
+type receiver struct {
+	buf     []byte
+	hdr     rtp.Header // reused: Unmarshal keeps its CSRC and extension slices
+	latched bool
+	source  netip.AddrPort // latched source address
+	ssrc    uint32         // latched SSRC
+	lastRTP time.Time      // last valid RTP, for the media timeout and re-latching
+}
+
+func (r *receiver) init() {
+	r.buf = make([]byte, maxDatagram)
+	r.lastRTP = time.Now()
+}
+
+// readLoop receives until the socket is closed or the media timeout fires. The
+// timeout is a read deadline moved only when it expires, not per packet.
+func (s *Stream) readLoop() {
+	defer close(s.readerDone)
+	timeout := s.cfg.Timeout
+	if timeout > 0 {
+		s.conn.SetReadDeadline(s.rx.lastRTP.Add(timeout))
+	}
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(s.rx.buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded) && timeout > 0:
+				if time.Since(s.rx.lastRTP) >= timeout {
+					s.log.Info("rtp timeout", "after", timeout.String(), "remote", s.Remote().String())
+					s.finish(ErrMediaTimeout)
+					return
+				}
+				s.conn.SetReadDeadline(s.rx.lastRTP.Add(timeout))
+			case errors.Is(err, net.ErrClosed):
+				return
+			default:
+				// Transient (e.g. ICMP-induced); the socket is still usable.
+				s.log.Debug("rtp read", "err", err)
+				time.Sleep(time.Millisecond) // never spin on a persistent error
+			}
+			continue
+		}
+		s.receive(s.rx.buf[:n], from, time.Now())
+	}
+}
+
+// receive takes one datagram. Anything that is not usable RTP is counted and
+// dropped; it must never panic whatever the bytes.
+func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
+	// Cheap checks first: pion's error paths allocate, garbage should not.
+	if len(pkt) < rtpHeaderMin || pkt[0]>>6 != rtpVersion {
+		s.stats.malformed.Add(1)
+		return
+	}
+	h := &s.rx.hdr
+	n, err := h.Unmarshal(pkt)
+	if err != nil || n > len(pkt) {
+		s.stats.malformed.Add(1)
+		return
+	}
+	payload := pkt[n:]
+	if h.Padding {
+		if len(payload) == 0 || int(payload[len(payload)-1]) > len(payload) || payload[len(payload)-1] == 0 {
+			s.stats.malformed.Add(1)
+			return
+		}
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+	}
+
+	audio := h.PayloadType == s.cfg.Codec.PayloadType
+	switch {
+	case audio:
+	case s.cfg.DTMFPayloadType != 0 && h.PayloadType == s.cfg.DTMFPayloadType:
+		// RFC 4733 events: accepted as live media; decoding them comes with DTMF support.
+	case h.PayloadType == payloadTypeCN:
+	default:
+		s.stats.malformed.Add(1)
+		return
+	}
+
+	ok, newSSRC := s.latch(from, h.SSRC, now)
+	if !ok {
+		s.stats.foreign.Add(1)
+		return
+	}
+	s.rx.lastRTP = now
+	s.stats.packetsIn.Add(1)
+	s.stats.bytesIn.Add(uint64(len(pkt)))
+
+	if !audio && !newSSRC {
+		return
+	}
+	s.jbMu.Lock()
+	if newSSRC {
+		s.jb.reset()
+		s.carry = s.carry[:0]
+	}
+	if audio && len(payload) > 0 {
+		s.jb.push(h.SequenceNumber, h.Timestamp, h.Marker, payload)
+	}
+	s.jbMu.Unlock()
+}
+
+// latch implements symmetric RTP: we send to wherever the caller's RTP comes from,
+// which is right behind NAT where the SDP address is not. The first valid packet
+// latches its source. The same SSRC from a new address re-latches (NAT rebinding);
+// a different SSRC from a new address is ignored while the latched source is live.
+// newSSRC reports a stream the reorder buffer has not seen.
+func (s *Stream) latch(from netip.AddrPort, ssrc uint32, now time.Time) (ok, newSSRC bool) {
+	from = unmapAddrPort(from)
+	r := &s.rx
+	switch {
+	case !r.latched:
+		r.latched, r.source, r.ssrc = true, from, ssrc
+		if from != s.Remote() {
+			s.log.Info("rtp latched", "source", from.String(), "sdp", s.cfg.Remote.String())
+			s.setRemote(from)
+		}
+		return true, true
+	case from == r.source:
+		newSSRC = ssrc != r.ssrc
+		r.ssrc = ssrc
+		return true, newSSRC
+	case ssrc == r.ssrc || now.Sub(r.lastRTP) >= relatchQuiet:
+		s.log.Info("rtp re-latched", "source", from.String(), "was", r.source.String())
+		newSSRC = ssrc != r.ssrc
+		r.source, r.ssrc = from, ssrc
+		s.setRemote(from)
+		return true, newSSRC
+	}
+	return false, false
+}

@@ -1,0 +1,84 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+
+	"github.com/pion/rtp"
+)
+
+// maxFrameSamples bounds one WriteFrame: 120 ms at 8 kHz, well inside one datagram.
+const maxFrameSamples = 960
+
+// sender is the outgoing RTP state: random SSRC and starting points (RFC 3550 §5.1),
+// then continuous sequence numbers and timestamps.
+type sender struct {
+	mu     sync.Mutex
+	hdr    rtp.Header
+	buf    []byte
+	clock  uint32 // RTP clock rate
+	closed bool
+}
+
+func (t *sender) init(c Codec) {
+	t.hdr = rtp.Header{
+		Version:        rtpVersion,
+		PayloadType:    c.PayloadType,
+		SSRC:           rand.Uint32(),
+		SequenceNumber: uint16(rand.Uint32()),
+		Timestamp:      rand.Uint32(),
+	}
+	t.clock = c.ClockRate
+	t.buf = make([]byte, rtpHeaderMin+maxFrameSamples*2)
+}
+
+// WriteFrame encodes src (normally 20 ms) and sends it as one RTP packet to the
+// latched remote, or to the SDP address until RTP arrives. marker sets the RTP marker
+// bit, as at the start of a talkspurt.
+func (s *Stream) WriteFrame(src []int16, marker bool) error {
+	t := &s.tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrStreamClosed
+	}
+	remote := s.Remote()
+	if !remote.IsValid() || remote.Port() == 0 {
+		return ErrNoRemote
+	}
+	pkt, err := s.marshal(src, marker)
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.WriteToUDPAddrPort(pkt, remote)
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return ErrStreamClosed
+		}
+		return fmt.Errorf("media: send RTP to %v: %w", remote, err)
+	}
+	s.stats.packetsOut.Add(1)
+	s.stats.bytesOut.Add(uint64(len(pkt)))
+	return nil
+}
+
+// marshal encodes src into the next packet in t.buf and advances sequence number
+// and timestamp. The packet is valid until the next call. Callers hold t.mu.
+func (s *Stream) marshal(src []int16, marker bool) ([]byte, error) {
+	t := &s.tx
+	if len(src) == 0 || len(src) > maxFrameSamples {
+		return nil, fmt.Errorf("%w: %d samples, want 1..%d", ErrFrameSize, len(src), maxFrameSamples)
+	}
+	t.hdr.Marker = marker
+	n, err := t.hdr.MarshalTo(t.buf)
+	if err != nil {
+		return nil, err
+	}
+	n += s.codec.encode(t.buf[n:n+s.codec.maxPayload(len(src))], src)
+	t.hdr.SequenceNumber++
+	t.hdr.Timestamp += uint32(len(src)) * t.clock / uint32(s.codec.rate())
+	return t.buf[:n], nil
+}

@@ -1,0 +1,191 @@
+package media
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// StreamConfig is what a Stream needs from the negotiated SDP.
+type StreamConfig struct {
+	Codec           Codec
+	DTMFPayloadType uint8          // 0: none negotiated
+	Remote          netip.AddrPort // from SDP; replaced by the real source when RTP arrives (symmetric RTP)
+	Timeout         time.Duration  // no RTP for this long → Done() closes, Err() = ErrMediaTimeout; 0 = never
+	Logger          *slog.Logger
+}
+
+// Stream is one call's RTP session on one UDP socket. A reader goroutine receives
+// into the reorder buffer; ReadFrame and WriteFrame run on the caller's 20 ms clock.
+// ReadFrame, WriteFrame, Stats, Done, Err and Close may be called from different
+// goroutines.
+type Stream struct {
+	cfg   StreamConfig
+	codec codec
+	log   *slog.Logger
+	pool  *PortPool
+	port  int
+	conn  *net.UDPConn
+	local netip.AddrPort
+	stats counters
+
+	remoteMu sync.Mutex
+	remote   netip.AddrPort // where WriteFrame sends: SDP's address until RTP latches
+
+	// receive side: rx is touched only by the reader goroutine; jb and carry by
+	// whoever holds jbMu.
+	rx    receiver
+	jbMu  sync.Mutex
+	jb    *reorderBuffer
+	carry []int16 // decoded samples not yet handed out (packets need not be 20 ms)
+	gap   int     // samples to conceal for a lost packet: the size of the last one
+
+	tx sender
+
+	readerDone chan struct{}
+	closeOnce  sync.Once
+	doneOnce   sync.Once
+	done       chan struct{}
+	errMu      sync.Mutex
+	err        error
+}
+
+// Open binds a free even port and starts receiving. The Stream holds the port until Close.
+func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
+	c, err := newCodec(cfg.Codec)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Codec.ClockRate == 0 {
+		cfg.Codec.ClockRate = uint32(c.rate())
+	}
+	conn, port, err := p.bind()
+	if err != nil {
+		return nil, err
+	}
+	local := netip.AddrPortFrom(p.ip, uint16(port))
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("rtp_local", local.String())
+	s := &Stream{
+		cfg:        cfg,
+		codec:      c,
+		log:        log,
+		pool:       p,
+		port:       port,
+		conn:       conn,
+		local:      local,
+		remote:     unmapAddrPort(cfg.Remote),
+		jb:         newReorderBuffer(reorderDepth),
+		carry:      make([]int16, 0, 4*c.rate()/50),
+		gap:        c.rate() / 50,
+		readerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	s.tx.init(cfg.Codec)
+	s.rx.init()
+	log.Debug("rtp stream open", "codec", cfg.Codec.Name, "remote", s.remote.String())
+	go s.readLoop()
+	return s, nil
+}
+
+// LocalAddr is the bound address, for the SDP answer.
+func (s *Stream) LocalAddr() netip.AddrPort { return s.local }
+
+// Rate is the PCM rate of the frames ReadFrame and WriteFrame carry (8000 for G.711).
+func (s *Stream) Rate() int { return s.codec.rate() }
+
+// Remote is where WriteFrame currently sends: SDP's address, or the latched source.
+func (s *Stream) Remote() netip.AddrPort {
+	s.remoteMu.Lock()
+	defer s.remoteMu.Unlock()
+	return s.remote
+}
+
+// SetRemote points WriteFrame at a, as an SDP answer or re-INVITE says; RTP
+// arriving from elsewhere still re-latches it (symmetric RTP).
+func (s *Stream) SetRemote(a netip.AddrPort) { s.setRemote(unmapAddrPort(a)) }
+
+func (s *Stream) setRemote(a netip.AddrPort) {
+	s.remoteMu.Lock()
+	s.remote = a
+	s.remoteMu.Unlock()
+}
+
+// ReadFrame fills dst (normally 20 ms, Rate()/50 samples) with the next audio from the
+// reorder buffer. It never blocks. It returns false, with dst zeroed, when nothing was
+// due: before playout starts, or when the sender has gone quiet. A packet that is due
+// but lost is rendered as silence and returns true (loss concealment will fill it).
+func (s *Stream) ReadFrame(dst []int16) bool {
+	s.jbMu.Lock()
+	defer s.jbMu.Unlock()
+loop:
+	for len(s.carry) < len(dst) {
+		slot, res := s.jb.pop()
+		switch res {
+		case popPacket:
+			n := len(s.carry)
+			s.carry = s.codec.decode(s.carry, slot.payload)
+			if got := len(s.carry) - n; got > 0 {
+				s.gap = got
+			}
+		case popLost:
+			s.carry = append(s.carry, make([]int16, s.gap)...) // the compiler extends in place, no temporary
+		case popEmpty:
+			break loop
+		}
+	}
+	if len(s.carry) < len(dst) {
+		clear(dst)
+		return false
+	}
+	copy(dst, s.carry)
+	s.carry = s.carry[:copy(s.carry, s.carry[len(dst):])]
+	return true
+}
+
+// Done is closed when the stream ends: media timeout or Close.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Err is nil while the stream runs, then ErrMediaTimeout or ErrStreamClosed,
+// whichever ended it first.
+func (s *Stream) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *Stream) finish(err error) {
+	s.doneOnce.Do(func() {
+		s.errMu.Lock()
+		s.err = err
+		s.errMu.Unlock()
+		close(s.done)
+	})
+}
+
+// Close stops the reader, closes the socket and returns the port to the pool. It is
+// idempotent and always returns nil.
+func (s *Stream) Close() error {
+	s.closeOnce.Do(func() {
+		s.tx.mu.Lock()
+		s.tx.closed = true
+		s.tx.mu.Unlock()
+		s.conn.Close()
+		<-s.readerDone
+		s.finish(ErrStreamClosed)
+		s.pool.release(s.port)
+		st := s.Stats()
+		s.log.Debug("rtp stream closed", "packets_in", st.PacketsIn, "packets_out", st.PacketsOut,
+			"lost", st.Lost, "late", st.Late, "malformed", st.Malformed)
+	})
+	return nil
+}
+
+func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
