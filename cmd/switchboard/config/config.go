@@ -1,0 +1,122 @@
+// Package config is the gateway's YAML configuration: typed settings with
+// defaults, validated once at load so nothing downstream re-checks them.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/switchboard-voip/switchboard/dialplan/yamlfile"
+)
+
+// Config is a validated gateway configuration.
+type Config struct {
+	File         string // where it was loaded from; "" for Default
+	SIP          SIP
+	RTP          RTP
+	HTTP         HTTP
+	Dialplan     string        // dialplan path, resolved against the config file's directory
+	DrainTimeout time.Duration // on SIGTERM, how long calls may run on before BYE
+	Log          Log
+}
+
+// SIP is the signalling side.
+type SIP struct {
+	Listen      []Listen
+	AdvertiseIP netip.Addr // in SDP c=/o= and Contact; always set: the listen IP when not configured
+	Codecs      []string   // preference order, from "PCMU", "PCMA"
+	UserAgent   string     // "" sends no User-Agent header
+}
+
+// Listen is one SIP socket.
+type Listen struct {
+	Transport string // "udp" or "tcp"
+	Addr      netip.AddrPort
+}
+
+// RTP is the media side.
+type RTP struct {
+	IP               netip.Addr // bind address of RTP sockets
+	PortMin, PortMax int        // PortMin even, PortMin < PortMax, both in 1024..65535
+	Timeout          time.Duration
+}
+
+// HTTP serves /metrics and /healthz.
+type HTTP struct {
+	Listen string // host:port; "" disables the server
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  slog.Level
+	Format string // "text" or "json"
+}
+
+// Allowed values, in the order error messages list them.
+var (
+	transports = []string{"udp", "tcp"}
+	codecs     = []string{"PCMU", "PCMA"}
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+const (
+	rtpPortLow  = 1024
+	rtpPortHigh = 65535
+)
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() *Config {
+	lo := netip.MustParseAddr("127.0.0.1")
+	return &Config{
+		SIP: SIP{
+			Listen: []Listen{
+				{Transport: "udp", Addr: netip.AddrPortFrom(lo, 5060)},
+				{Transport: "tcp", Addr: netip.AddrPortFrom(lo, 5060)},
+			},
+			AdvertiseIP: lo,
+			Codecs:      []string{"PCMU", "PCMA"},
+			UserAgent:   "switchboard",
+		},
+		RTP:          RTP{IP: lo, PortMin: 10000, PortMax: 10999, Timeout: 30 * time.Second},
+		HTTP:         HTTP{Listen: "127.0.0.1:8080"},
+		Dialplan:     "dialplan.yaml",
+		DrainTimeout: 30 * time.Second,
+		Log:          Log{Level: slog.LevelInfo, Format: "text"},
+	}
+}
+
+// Load reads and validates the config at path; a relative dialplan path is
+// resolved against path's directory. A validation failure is an Errors, one
+// "file:line:col: message" per problem.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, filepath.Dir(path))
+}
+
+// Parse validates a config; name is used in errors and dir resolves a relative
+// dialplan path. An empty document is all defaults.
+func Parse(name string, data []byte, dir string) (*Config, error) {
+	d := &decoder{yamlfile.Decoder{File: name}}
+	root, ok := d.Document(data)
+	if !ok {
+		return nil, d.Err()
+	}
+	c := Default()
+	c.File = name
+	d.config(c, root)
+	if err := d.Err(); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(c.Dialplan) {
+		c.Dialplan = filepath.Join(dir, c.Dialplan)
+	}
+	return c, nil
+}
