@@ -1,0 +1,114 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-voip/switchboard/agent"
+	"github.com/switchboard-voip/switchboard/media/pcm"
+)
+
+// Who ended a call.
+const (
+	byCaller  = "caller"
+	byAgent   = "agent"
+	byGateway = "gateway"
+)
+
+// session runs one call's audio between an AudioStream and an agent session.
+// It is the agent's Controls.
+type session struct {
+	stream AudioStream
+	rate   int
+	queue  *playout
+	log    *slog.Logger
+
+	hangup chan string
+
+	mu         sync.Mutex
+	resamplers map[int]*pcm.Resampler // by source rate; agents stream at a steady rate
+	scratch    []int16
+}
+
+func newSession(stream AudioStream, log *slog.Logger) *session {
+	rate := stream.Rate()
+	return &session{
+		stream: stream,
+		rate:   rate,
+		queue:  newPlayout(rate * 2), // grows if an agent bursts more than 2 s ahead
+		log:    log,
+		hangup: make(chan string, 1),
+	}
+}
+
+// Play implements agent.Controls.
+func (s *session) Play(samples []int16, rate int) {
+	if rate == s.rate || rate == 0 {
+		s.queue.Push(samples)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.resamplers[rate]
+	if r == nil {
+		if s.resamplers == nil {
+			s.resamplers = make(map[int]*pcm.Resampler)
+		}
+		r = pcm.NewResampler(rate, s.rate)
+		s.resamplers[rate] = r
+	}
+	s.scratch = r.Process(s.scratch, samples)
+	s.queue.Push(s.scratch)
+}
+
+// Mark implements agent.Controls.
+func (s *session) Mark(name string) { s.queue.Mark(name) }
+
+// Clear implements agent.Controls.
+func (s *session) Clear() { s.queue.Clear() }
+
+// Hangup implements agent.Controls.
+func (s *session) Hangup(reason string) {
+	select {
+	case s.hangup <- reason:
+	default: // one hang-up is enough
+	}
+}
+
+// run pumps audio until the call ends and says who ended it and why. When ctx
+// ends, the caller of run knows better whether the caller or the gateway did it.
+func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) {
+	n := pcm.FrameSamples(s.rate)
+	in := make([]int16, n)
+	out := make([]int16, n)
+	var due []string
+	first := true
+
+	tick := time.NewTicker(pcm.FrameDuration)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return byGateway, context.Cause(ctx).Error()
+		case <-s.stream.Done():
+			return byGateway, s.stream.Err().Error()
+		case reason := <-s.hangup:
+			return byAgent, reason
+		case <-tick.C:
+		}
+		s.stream.ReadFrame(in)
+		as.Audio(in, s.rate)
+
+		_, talkspurt := s.queue.Pop(out)
+		if err := s.stream.WriteFrame(out, first || talkspurt); err != nil {
+			s.log.Debug("rtp write", "err", err)
+		}
+		first = false
+		due = s.queue.Due(due[:0])
+		for _, name := range due {
+			as.Event(agent.Event{Kind: agent.MarkPlayed, Name: name})
+		}
+	}
+}
