@@ -254,7 +254,7 @@ func (c *InboundCall) Answer(localRTP netip.AddrPort) error {
 		c.finish("gateway", "transport error")
 		return fmt.Errorf("sip: send 200: %w", err)
 	}
-	c.log.Info("call answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
+	c.log.Debug("sip answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
 
 	err = c.awaitAck(res, ack)
 	c.closeInvite()
@@ -381,7 +381,7 @@ func (c *InboundCall) finish(by, cause string) {
 	}
 	c.mu.Unlock()
 	if first {
-		c.log.Info("call ended", "by", by, "cause", cause)
+		c.log.Debug("sip dialog ended", "by", by, "cause", cause)
 	}
 	c.cancel()
 	c.srv.dialogs.remove(c.dlg.key)

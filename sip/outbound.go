@@ -234,7 +234,7 @@ func Dial(ctx context.Context, opts DialOptions) (*OutboundCall, error) {
 		return nil, fmt.Errorf("sip: dial: answer: %w", err)
 	}
 	c.media = m
-	c.log.Info("call answered", "codec", m.Codec.Name, "remote_rtp", m.Remote)
+	c.log.Debug("sip answered", "codec", m.Codec.Name, "remote_rtp", m.Remote)
 	go func() {
 		<-c.ctx.Done()
 		time.Sleep(2 * c.t1) // answer a retransmitted BYE before the socket goes
@@ -345,7 +345,7 @@ func (c *OutboundCall) finish(by, cause string) bool {
 	}
 	c.mu.Unlock()
 	if first {
-		c.log.Info("call ended", "by", by, "cause", cause)
+		c.log.Debug("sip dialog ended", "by", by, "cause", cause)
 		c.cancel()
 	}
 	return first
