@@ -30,6 +30,11 @@ type Controls interface {
 	Clear()
 	// Hangup ends the call.
 	Hangup(reason string)
+	// SendDTMF sends digits (0-9 * # A-D) to the caller as RFC 4733 events.
+	SendDTMF(digits string)
+	// Transfer hands the caller to target (a SIP URI or a number) and ends the
+	// session's part in the call.
+	Transfer(target string)
 }
 
 // Session is one call's agent. Audio and Event are called on the call's clock

@@ -18,6 +18,8 @@ func (r *recorder) Play(s []int16, _ int) { r.played = append(r.played, s...) }
 func (r *recorder) Mark(name string)      { r.marks = append(r.marks, name) }
 func (r *recorder) Clear()                { r.cleared++ }
 func (r *recorder) Hangup(reason string)  { r.hangup = reason }
+func (r *recorder) SendDTMF(string)       {}
+func (r *recorder) Transfer(string)       {}
 
 func TestEchoPlaysCallerAudioBack(t *testing.T) {
 	ctl := &recorder{}

@@ -26,6 +26,12 @@ type session struct {
 	log    *slog.Logger
 
 	hangup chan string
+	events chan agent.Event // call events for the agent (DTMF from RTP or SIP INFO)
+
+	// sendDTMF and transfer carry out those agent actions; the gateway sets
+	// them before the session starts. nil: not possible on this call.
+	sendDTMF func(digits string) error
+	transfer func(target string) error
 
 	mu         sync.Mutex
 	resamplers map[int]*pcm.Resampler // by source rate; agents stream at a steady rate
@@ -40,6 +46,7 @@ func newSession(stream AudioStream, log *slog.Logger) *session {
 		queue:  newPlayout(rate * 2), // grows if an agent bursts more than 2 s ahead
 		log:    log,
 		hangup: make(chan string, 1),
+		events: make(chan agent.Event, 32),
 	}
 }
 
@@ -77,6 +84,38 @@ func (s *session) Hangup(reason string) {
 	}
 }
 
+// SendDTMF implements agent.Controls.
+func (s *session) SendDTMF(digits string) {
+	if s.sendDTMF == nil {
+		s.log.Warn("agent asked to send DTMF; not possible on this call", "digits", digits)
+		return
+	}
+	if err := s.sendDTMF(digits); err != nil {
+		s.log.Warn("send dtmf", "digits", digits, "err", err)
+	}
+}
+
+// Transfer implements agent.Controls.
+func (s *session) Transfer(target string) {
+	if s.transfer == nil {
+		s.log.Warn("agent asked to transfer; not possible on this call", "target", target)
+		return
+	}
+	if err := s.transfer(target); err != nil {
+		s.log.Warn("transfer", "target", target, "err", err)
+	}
+}
+
+// deliver queues a call event for the agent; it never blocks the caller (a
+// full queue drops the event, logged).
+func (s *session) deliver(e agent.Event) {
+	select {
+	case s.events <- e:
+	default:
+		s.log.Warn("agent event queue full, event dropped", "event", e.Kind.String())
+	}
+}
+
 // run pumps audio until the call ends and says who ended it and why. When ctx
 // ends, the caller of run knows better whether the caller or the gateway did it.
 func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) {
@@ -96,6 +135,9 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 			return byGateway, s.stream.Err().Error()
 		case reason := <-s.hangup:
 			return byAgent, reason
+		case e := <-s.events:
+			as.Event(e)
+			continue
 		case <-tick.C:
 		}
 		s.stream.ReadFrame(in)
