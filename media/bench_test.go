@@ -25,7 +25,7 @@ func receivePath(tb testing.TB, c Codec, minPort int) func() {
 	pkt := make([]byte, 12+160)
 	pkt[0], pkt[1] = 0x80, c.PayloadType
 	binary.BigEndian.PutUint32(pkt[8:], 0x1234)
-	impl.encode(pkt[12:], pcm.Tone(1000, 8000, 160, 0.5))
+	impl.Encode(pkt[12:], pcm.Tone(1000, 8000, 160, 0.5))
 	from := netip.MustParseAddrPort("127.0.0.1:5004")
 	frame := make([]int16, 160)
 	var seq uint16

@@ -16,12 +16,12 @@ func TestG711RoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			src := pcm.Tone(1000, 8000, 1600, 0.5)
-			payload := make([]byte, impl.maxPayload(len(src)))
-			n := impl.encode(payload, src)
+			payload := make([]byte, impl.MaxPayload(len(src)))
+			n := impl.Encode(payload, src)
 			if n != len(src) {
 				t.Fatalf("encoded %d bytes for %d samples", n, len(src))
 			}
-			got := impl.decode(nil, payload[:n])
+			got := impl.Decode(nil, payload[:n])
 			var sig, noise float64
 			for i := range src {
 				sig += float64(src[i]) * float64(src[i])

@@ -77,8 +77,8 @@ func (s *Stream) marshal(src []int16, marker bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	n += s.codec.encode(t.buf[n:n+s.codec.maxPayload(len(src))], src)
+	n += s.codec.Encode(t.buf[n:n+s.codec.MaxPayload(len(src))], src)
 	t.hdr.SequenceNumber++
-	t.hdr.Timestamp += uint32(len(src)) * t.clock / uint32(s.codec.rate())
+	t.hdr.Timestamp += uint32(len(src)) * t.clock / uint32(s.codec.Rate())
 	return t.buf[:n], nil
 }

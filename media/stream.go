@@ -23,7 +23,7 @@ type StreamConfig struct {
 // goroutines.
 type Stream struct {
 	cfg   StreamConfig
-	codec codec
+	codec PayloadCodec
 	log   *slog.Logger
 	pool  *PortPool
 	port  int
@@ -59,7 +59,7 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 		return nil, err
 	}
 	if cfg.Codec.ClockRate == 0 {
-		cfg.Codec.ClockRate = uint32(c.rate())
+		cfg.Codec.ClockRate = uint32(c.Rate())
 	}
 	conn, port, err := p.bind()
 	if err != nil {
@@ -81,8 +81,8 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 		local:      local,
 		remote:     unmapAddrPort(cfg.Remote),
 		jb:         newReorderBuffer(reorderDepth),
-		carry:      make([]int16, 0, 4*c.rate()/50),
-		gap:        c.rate() / 50,
+		carry:      make([]int16, 0, 4*c.Rate()/50),
+		gap:        c.Rate() / 50,
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -97,7 +97,7 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 func (s *Stream) LocalAddr() netip.AddrPort { return s.local }
 
 // Rate is the PCM rate of the frames ReadFrame and WriteFrame carry (8000 for G.711).
-func (s *Stream) Rate() int { return s.codec.rate() }
+func (s *Stream) Rate() int { return s.codec.Rate() }
 
 // Remote is where WriteFrame currently sends: SDP's address, or the latched source.
 func (s *Stream) Remote() netip.AddrPort {
@@ -129,7 +129,7 @@ loop:
 		switch res {
 		case popPacket:
 			n := len(s.carry)
-			s.carry = s.codec.decode(s.carry, slot.payload)
+			s.carry = s.codec.Decode(s.carry, slot.payload)
 			if got := len(s.carry) - n; got > 0 {
 				s.gap = got
 			}

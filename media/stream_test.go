@@ -448,7 +448,7 @@ func TestReadFrameOtherPtime(t *testing.T) {
 	from := netip.MustParseAddrPort("127.0.0.1:5004")
 	for i := range 6 {
 		payload := make([]byte, 240)
-		impl.encode(payload, tone[240*i:240*(i+1)])
+		impl.Encode(payload, tone[240*i:240*(i+1)])
 		s.receive(rtpPacket(t, 0, uint16(i), uint32(240*i), 9, payload), from, time.Now())
 	}
 	var got []int16
