@@ -10,7 +10,7 @@ import (
 )
 
 // receivePath returns one step of the receive side but the syscall: a packet through
-// parsing, latching, the reorder buffer and G.711 decoding into the caller's frame.
+// parsing, latching, the jitter buffer and G.711 decoding into the caller's frame.
 func receivePath(tb testing.TB, c Codec, minPort int) func() {
 	pool, err := NewPortPool(loopback, minPort, minPort+9)
 	if err != nil {
@@ -35,7 +35,7 @@ func receivePath(tb testing.TB, c Codec, minPort int) func() {
 		seq++
 		s.receive(pkt, from, time.Now())
 	}
-	for range reorderDepth - 1 {
+	for range 2 {
 		deliver()
 	}
 	return func() {
@@ -140,7 +140,7 @@ func loopbackPath(tb testing.TB, minPort int) func() {
 			}
 		}
 	}
-	for range reorderDepth - 1 {
+	for range 2 {
 		send()
 	}
 	return func() {

@@ -10,12 +10,14 @@ import (
 
 // Codec is a payload format as negotiated in SDP.
 type Codec struct {
-	Name        string // encoding name as in SDP rtpmap: "PCMU", "PCMA"
+	Name        string // encoding name as in SDP rtpmap: "PCMU", "PCMA", "opus"
 	PayloadType uint8
 	ClockRate   uint32 // RTP clock, Hz
+	Fmtp        string // the peer's a=fmtp parameters for it, e.g. "maxplaybackrate=16000; useinbandfec=1"
 }
 
-// The codecs this package implements, with their static payload types (RFC 3551).
+// The codecs this package implements, with their static payload types (RFC 3551);
+// G722 is in g722.go.
 var (
 	PCMU = Codec{Name: "PCMU", PayloadType: 0, ClockRate: 8000}
 	PCMA = Codec{Name: "PCMA", PayloadType: 8, ClockRate: 8000}
@@ -26,10 +28,10 @@ var (
 const payloadTypeCN = 13
 
 // CodecByName returns the codec with that encoding name (case-insensitive):
-// G.711 with its static payload type, or a registered one (payload type 0:
-// dynamic, chosen in SDP).
+// G.711 with its static payload type, or a registered one with the payload
+// type it registered (what sip offers for it; an answer may keep another).
 func CodecByName(name string) (Codec, bool) {
-	for _, c := range []Codec{PCMU, PCMA} {
+	for _, c := range []Codec{PCMU, PCMA, G722} {
 		if strings.EqualFold(c.Name, name) {
 			return c, true
 		}
@@ -37,8 +39,8 @@ func CodecByName(name string) (Codec, bool) {
 	registryMu.RLock()
 	defer registryMu.RUnlock()
 	for _, r := range registry {
-		if strings.EqualFold(r.name, name) {
-			return Codec{Name: r.name, ClockRate: r.clockRate}, true
+		if strings.EqualFold(r.codec.Name, name) {
+			return r.codec, true
 		}
 	}
 	return Codec{}, false
@@ -48,8 +50,10 @@ func (c Codec) String() string {
 	return fmt.Sprintf("%s/%d (PT %d)", c.Name, c.ClockRate, c.PayloadType)
 }
 
-// PayloadCodec is one stream's encoder and decoder for a payload format. It is
-// used from one goroutine at a time and must not allocate per call.
+// PayloadCodec is one stream's encoder and decoder for a payload format. Encode
+// and the decoding methods may run concurrently with each other (send and
+// receive are separate goroutines), each from one goroutine at a time; none may
+// allocate per call.
 type PayloadCodec interface {
 	Rate() int // PCM rate of decoded frames
 	// Encode writes src's payload into dst and returns the bytes written; dst
@@ -69,12 +73,11 @@ type Concealer interface {
 	Conceal(dst []int16, samples int, next []byte) []int16
 }
 
-// Codecs beyond G.711 live in packages of their own (Opus needs cgo) and
-// register here from init.
+// Codecs that need cgo (Opus) live in packages of their own and register here
+// from init, so media itself builds without cgo.
 type registered struct {
-	name      string
-	clockRate uint32
-	open      func(Codec) (PayloadCodec, error)
+	codec Codec
+	open  func(Codec) (PayloadCodec, error)
 }
 
 var (
@@ -83,10 +86,13 @@ var (
 )
 
 // RegisterCodec makes a payload format available to streams by encoding name.
-func RegisterCodec(name string, clockRate uint32, open func(Codec) (PayloadCodec, error)) {
+// c names it, with its RTP clock rate and the payload type offered for it
+// (a static one, or the dynamic one sip offers); c.Fmtp is unused.
+func RegisterCodec(c Codec, open func(Codec) (PayloadCodec, error)) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	registry = append(registry, registered{name: name, clockRate: clockRate, open: open})
+	c.Fmtp = ""
+	registry = append(registry, registered{codec: c, open: open})
 }
 
 func newCodec(c Codec) (PayloadCodec, error) {
@@ -95,11 +101,13 @@ func newCodec(c Codec) (PayloadCodec, error) {
 		return ulaw{}, nil
 	case strings.EqualFold(c.Name, "PCMA") && (c.ClockRate == 0 || c.ClockRate == 8000):
 		return alaw{}, nil
+	case strings.EqualFold(c.Name, "G722") && c.ClockRate == 8000: // never 0: its clock is not its 16 kHz rate
+		return newG722(), nil
 	}
 	registryMu.RLock()
 	defer registryMu.RUnlock()
 	for _, r := range registry {
-		if strings.EqualFold(r.name, c.Name) && (c.ClockRate == 0 || c.ClockRate == r.clockRate) {
+		if strings.EqualFold(r.codec.Name, c.Name) && (c.ClockRate == 0 || c.ClockRate == r.codec.ClockRate) {
 			return r.open(c)
 		}
 	}

@@ -28,11 +28,13 @@ type receiver struct {
 	source  netip.AddrPort // latched source address
 	ssrc    uint32         // latched SSRC
 	lastRTP time.Time      // last valid RTP, for the media timeout and re-latching
+	dtmf    dtmfReceiver   // RFC 4733 events to digits
 }
 
 func (r *receiver) init() {
 	r.buf = make([]byte, maxDatagram)
 	r.lastRTP = time.Now()
+	r.dtmf.init()
 }
 
 // readLoop receives until the socket is closed or the media timeout fires. The
@@ -94,7 +96,7 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 	switch {
 	case audio:
 	case s.cfg.DTMFPayloadType != 0 && h.PayloadType == s.cfg.DTMFPayloadType:
-		// RFC 4733 events: accepted as live media; decoding them comes with DTMF support.
+		// RFC 4733 events: live media, decoded into digits below once latched.
 	case h.PayloadType == payloadTypeCN:
 	default:
 		s.stats.malformed.Add(1)
@@ -109,17 +111,23 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 	s.rx.lastRTP = now
 	s.stats.packetsIn.Add(1)
 	s.stats.bytesIn.Add(uint64(len(pkt)))
+	s.rtcp.rx.update(h.SSRC, h.SequenceNumber, h.Timestamp, s.rtcp.arrival(now), audio)
 
+	if newSSRC {
+		s.rx.dtmf.reset()
+	}
+	if !audio && s.cfg.DTMFPayloadType != 0 && h.PayloadType == s.cfg.DTMFPayloadType {
+		s.receiveDTMF(h.Timestamp, payload)
+	}
 	if !audio && !newSSRC {
 		return
 	}
 	s.jbMu.Lock()
 	if newSSRC {
 		s.jb.reset()
-		s.carry = s.carry[:0]
 	}
 	if audio && len(payload) > 0 {
-		s.jb.push(h.SequenceNumber, h.Timestamp, h.Marker, payload)
+		s.jb.push(now, h.SequenceNumber, h.Timestamp, payload)
 	}
 	s.jbMu.Unlock()
 }
@@ -128,7 +136,7 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 // which is right behind NAT where the SDP address is not. The first valid packet
 // latches its source. The same SSRC from a new address re-latches (NAT rebinding);
 // a different SSRC from a new address is ignored while the latched source is live.
-// newSSRC reports a stream the reorder buffer has not seen.
+// newSSRC reports a stream the jitter buffer has not seen.
 func (s *Stream) latch(from netip.AddrPort, ssrc uint32, now time.Time) (ok, newSSRC bool) {
 	from = unmapAddrPort(from)
 	r := &s.rx

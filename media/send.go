@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -21,6 +22,8 @@ type sender struct {
 	buf    []byte
 	clock  uint32 // RTP clock rate
 	closed bool
+	report senderReportState // for RTCP sender reports
+	dtmf   dtmfSender        // digits replace audio packets while they play
 }
 
 func (t *sender) init(c Codec) {
@@ -49,6 +52,11 @@ func (s *Stream) WriteFrame(src []int16, marker bool) error {
 	if !remote.IsValid() || remote.Port() == 0 {
 		return ErrNoRemote
 	}
+	if t.dtmf.pending() {
+		if sent, err := s.writeDTMF(remote, len(src)); sent {
+			return err
+		}
+	}
 	pkt, err := s.marshal(src, marker)
 	if err != nil {
 		return err
@@ -62,6 +70,7 @@ func (s *Stream) WriteFrame(src []int16, marker bool) error {
 	}
 	s.stats.packetsOut.Add(1)
 	s.stats.bytesOut.Add(uint64(len(pkt)))
+	t.report.noteSent(pkt, time.Now())
 	return nil
 }
 

@@ -1,6 +1,9 @@
 package media
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats is a snapshot of one Stream's counters since it opened.
 type Stats struct {
@@ -12,13 +15,27 @@ type Stats struct {
 	Lost      uint64 // audio packets never received by their playout time
 	Late      uint64 // audio packets that arrived after their playout time
 	Duplicate uint64 // audio packets received twice
-	Dropped   uint64 // audio packets discarded because the reorder buffer overflowed
-	Underruns uint64 // times the reorder buffer ran dry during playout
+	Dropped   uint64 // audio packets discarded mid-word: the jitter buffer overflowed or held far too much
+	Underruns uint64 // times the jitter buffer ran dry during a talkspurt
 	Malformed uint64 // datagrams that are not RTP we can use: too short, wrong version, unknown payload type
 	Foreign   uint64 // valid RTP from a second source while the latched one is live
+
+	JitterDelay  time.Duration // mean playout delay the jitter buffer added to played packets (beyond the fastest path)
+	JitterTarget time.Duration // its current target delay, from the measured arrival jitter
+	ConcealedMs  uint64        // audio synthesized for missing packets (loss concealment), ms
+
+	// RFC 3550 receiver statistics of the latched source, and what the peer's RTCP says.
+	Expected         uint64        // packets its sequence numbers say were sent (A.3); restarts on SSRC change
+	NetworkLost      uint64        // of those, never received (A.3's cumulative loss, floored at 0)
+	Jitter           time.Duration // interarrival jitter (A.8)
+	RTT              time.Duration // round trip from the peer's reports (LSR/DLSR); 0 until one arrives
+	PeerFractionLost float64       // the peer's latest fraction lost of our packets
+	PeerLost         int32         // the peer's cumulative count of our packets lost
+	PeerJitter       time.Duration // the peer's interarrival jitter of our packets
+	RTCPIn, RTCPOut  uint64        // RTCP compound packets received from the peer and sent
 }
 
-// counters are the Stream's own counters; the reorder buffer keeps its own.
+// counters are the Stream's own counters; the jitter buffer keeps its own.
 type counters struct {
 	packetsIn, bytesIn, packetsOut, bytesOut, malformed, foreign atomic.Uint64
 }
@@ -26,7 +43,7 @@ type counters struct {
 // Stats returns the stream's counters. It is safe to call at any time, even after Close.
 func (s *Stream) Stats() Stats {
 	jb := s.jb
-	return Stats{
+	st := Stats{
 		PacketsIn:  s.stats.packetsIn.Load(),
 		BytesIn:    s.stats.bytesIn.Load(),
 		PacketsOut: s.stats.packetsOut.Load(),
@@ -39,4 +56,7 @@ func (s *Stream) Stats() Stats {
 		Malformed:  s.stats.malformed.Load(),
 		Foreign:    s.stats.foreign.Load(),
 	}
+	st.JitterDelay, st.JitterTarget, st.ConcealedMs = jb.delayStats()
+	s.rtcpStats(&st)
+	return st
 }

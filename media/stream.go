@@ -14,11 +14,14 @@ type StreamConfig struct {
 	DTMFPayloadType uint8          // 0: none negotiated
 	Remote          netip.AddrPort // from SDP; replaced by the real source when RTP arrives (symmetric RTP)
 	Timeout         time.Duration  // no RTP for this long → Done() closes, Err() = ErrMediaTimeout; 0 = never
-	Logger          *slog.Logger
+	// JitterMin and JitterMax bound the jitter buffer's adaptive playout delay
+	// (0: DefaultJitterMin, DefaultJitterMax: 20 and 200 ms).
+	JitterMin, JitterMax time.Duration
+	Logger               *slog.Logger
 }
 
 // Stream is one call's RTP session on one UDP socket. A reader goroutine receives
-// into the reorder buffer; ReadFrame and WriteFrame run on the caller's 20 ms clock.
+// into the jitter buffer; ReadFrame and WriteFrame run on the caller's 20 ms clock.
 // ReadFrame, WriteFrame, Stats, Done, Err and Close may be called from different
 // goroutines.
 type Stream struct {
@@ -36,13 +39,12 @@ type Stream struct {
 
 	// receive side: rx is touched only by the reader goroutine; jb and carry by
 	// whoever holds jbMu.
-	rx    receiver
-	jbMu  sync.Mutex
-	jb    *reorderBuffer
-	carry []int16 // decoded samples not yet handed out (packets need not be 20 ms)
-	gap   int     // samples to conceal for a lost packet: the size of the last one
+	rx   receiver
+	jbMu sync.Mutex
+	jb   *jitterBuffer
 
-	tx sender
+	tx   sender
+	rtcp rtcpSession // on the odd port above; conn nil if that port was taken
 
 	readerDone chan struct{}
 	closeOnce  sync.Once
@@ -80,13 +82,12 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 		conn:       conn,
 		local:      local,
 		remote:     unmapAddrPort(cfg.Remote),
-		jb:         newReorderBuffer(reorderDepth),
-		carry:      make([]int16, 0, 4*c.Rate()/50),
-		gap:        c.Rate() / 50,
+		jb:         newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
 	s.tx.init(cfg.Codec)
+	s.startRTCP(p, cfg.Codec.ClockRate)
 	s.rx.init()
 	log.Debug("rtp stream open", "codec", cfg.Codec.Name, "remote", s.remote.String())
 	go s.readLoop()
@@ -117,35 +118,18 @@ func (s *Stream) setRemote(a netip.AddrPort) {
 }
 
 // ReadFrame fills dst (normally 20 ms, Rate()/50 samples) with the next audio from the
-// reorder buffer. It never blocks. It returns false, with dst zeroed, when nothing was
+// jitter buffer. It never blocks. It returns false, with dst zeroed, when nothing was
 // due: before playout starts, or when the sender has gone quiet. A packet that is due
-// but lost is rendered as silence and returns true (loss concealment will fill it).
+// but lost is concealed (G.711 Appendix I, or the codec's own) and returns true.
 func (s *Stream) ReadFrame(dst []int16) bool {
+	return s.readFrame(dst, time.Now())
+}
+
+// readFrame is ReadFrame at an explicit time, for simulations.
+func (s *Stream) readFrame(dst []int16, now time.Time) bool {
 	s.jbMu.Lock()
 	defer s.jbMu.Unlock()
-loop:
-	for len(s.carry) < len(dst) {
-		slot, res := s.jb.pop()
-		switch res {
-		case popPacket:
-			n := len(s.carry)
-			s.carry = s.codec.Decode(s.carry, slot.payload)
-			if got := len(s.carry) - n; got > 0 {
-				s.gap = got
-			}
-		case popLost:
-			s.carry = append(s.carry, make([]int16, s.gap)...) // the compiler extends in place, no temporary
-		case popEmpty:
-			break loop
-		}
-	}
-	if len(s.carry) < len(dst) {
-		clear(dst)
-		return false
-	}
-	copy(dst, s.carry)
-	s.carry = s.carry[:copy(s.carry, s.carry[len(dst):])]
-	return true
+	return s.jb.read(dst, now)
 }
 
 // Done is closed when the stream ends: media timeout or Close.
@@ -175,6 +159,7 @@ func (s *Stream) Close() error {
 		s.tx.mu.Lock()
 		s.tx.closed = true
 		s.tx.mu.Unlock()
+		s.closeRTCP()
 		s.conn.Close()
 		<-s.readerDone
 		s.finish(ErrStreamClosed)
