@@ -25,6 +25,14 @@ type Config struct {
 	// T1 is the RFC 3261 round-trip estimate driving 2xx retransmission (default 500 ms);
 	// T2 caps the retransmit interval (default 4 s).
 	T1, T2 time.Duration
+
+	// Abuse limits (guard.go): new INVITEs beyond MaxCalls get 503 (0: no limit); messages
+	// from one source IP beyond RatePerSource a second (bursts of RateBurst) are dropped
+	// (0: no limit); DropScanners drops known scanner user agents without a reply.
+	MaxCalls      int
+	RatePerSource float64
+	RateBurst     int
+	DropScanners  bool
 }
 
 func (cfg *Config) setDefaults() error {

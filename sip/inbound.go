@@ -56,6 +56,9 @@ type InboundCall struct {
 	endBy      string
 	endCause   string
 	ackWait    map[uint32]chan struct{} // INVITE CSeq → closed on its ACK
+	dtmf       dtmfInfo                 // digits from SIP INFO (info.go)
+
+	refer referState // a blind transfer in progress (refer.go)
 }
 
 func newInboundCall(s *Server, req *sip.Request, tx sip.ServerTransaction, o *offer, m Media) *InboundCall {

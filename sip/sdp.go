@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,9 +14,10 @@ import (
 
 // Codec is one negotiated audio payload format.
 type Codec struct {
-	Name        string
+	Name        string // canonical: "PCMU", "PCMA", "opus"
 	PayloadType uint8
 	ClockRate   uint32
+	Fmtp        string // the peer's a=fmtp parameters for it ("" when none)
 }
 
 // Media is the outcome of an offer/answer exchange.
@@ -34,24 +36,43 @@ var (
 	errSDPNoCommonCodec = errors.New("no common codec")
 )
 
-// staticCodecs are the G.711 payload types RFC 3551 fixes, valid without an rtpmap.
+// staticCodecs are the payload types RFC 3551 fixes, valid without an rtpmap.
+// G.722 samples at 16 kHz but is signalled and clocked at 8000 (RFC 3551 §4.5.2).
 var staticCodecs = map[uint8]Codec{
 	0: {Name: "PCMU", PayloadType: 0, ClockRate: 8000},
 	8: {Name: "PCMA", PayloadType: 8, ClockRate: 8000},
+	9: {Name: "G722", PayloadType: 9, ClockRate: 8000},
 }
 
-// supportedCodecs are the codec names this package can negotiate.
-var supportedCodecs = map[string]uint8{"PCMU": 0, "PCMA": 8}
+// supportedCodecs are the codecs this package can negotiate, by upper-case
+// name, with the payload type we offer: Opus takes WebRTC's customary dynamic 111.
+var supportedCodecs = map[string]Codec{
+	"PCMU": staticCodecs[0],
+	"PCMA": staticCodecs[8],
+	"G722": staticCodecs[9],
+	"OPUS": {Name: "opus", PayloadType: 111, ClockRate: 48000},
+}
+
+// opusFmtp is what our Opus decoder asks of a sender (RFC 7587 §6.1): FEC,
+// which our concealment uses, and any band up to 48 kHz, the rate we decode at.
+const opusFmtp = "maxplaybackrate=48000; useinbandfec=1"
 
 const defaultPtime = 20 * time.Millisecond
+
+// telephoneEvent is one offered RFC 4733 format; it pairs with the audio
+// codec of the same clock rate.
+type telephoneEvent struct {
+	pt   uint8
+	rate uint32
+	fmtp string
+}
 
 // offer is the parsed audio part of a peer's SDP.
 type offer struct {
 	remote    netip.AddrPort
 	proto     string
 	codecs    []Codec // in the peer's order
-	dtmfPT    uint8
-	dtmfFmtp  string
+	events    []telephoneEvent
 	ptime     time.Duration
 	direction string
 }
@@ -123,12 +144,10 @@ func parseSDP(body []byte) (*offer, error) {
 				c = Codec{Name: "", PayloadType: pt}
 			}
 			if strings.EqualFold(c.Name, "telephone-event") {
-				if c.ClockRate == 8000 && o.dtmfPT == 0 {
-					o.dtmfPT = pt
-					o.dtmfFmtp = fmtp[pt]
-				}
+				o.events = append(o.events, telephoneEvent{pt: pt, rate: c.ClockRate, fmtp: fmtp[pt]})
 				continue
 			}
+			c.Fmtp = fmtp[pt]
 			o.codecs = append(o.codecs, c)
 		}
 		return o, nil
@@ -179,23 +198,49 @@ func mirrorDirection(d string) string {
 	return "sendrecv"
 }
 
-// negotiate picks the codec by our preference order, keeping the offer's payload numbers.
+// event is the offered telephone-event at rate, if any (RFC 4733 §2.1: events
+// share the audio's clock).
+func (o *offer) event(rate uint32) (telephoneEvent, bool) {
+	for _, e := range o.events {
+		if e.rate == rate {
+			return e, true
+		}
+	}
+	return telephoneEvent{}, false
+}
+
+// match finds a supported codec in the offer by name and clock rate, named
+// canonically, with the offer's payload number and fmtp.
+func (o *offer) match(name string) (Codec, bool) {
+	want, ok := supportedCodecs[strings.ToUpper(name)]
+	if !ok {
+		return Codec{}, false
+	}
+	for _, c := range o.codecs {
+		if strings.EqualFold(c.Name, want.Name) && c.ClockRate == want.ClockRate {
+			c.Name = want.Name
+			return c, true
+		}
+	}
+	return Codec{}, false
+}
+
+// negotiate picks the codec by our preference order, keeping the offer's payload
+// numbers, and the telephone-event at that codec's clock rate.
 func negotiate(o *offer, prefs []string) (Media, error) {
 	if o.proto != "RTP/AVP" {
 		return Media{}, fmt.Errorf("%w: transport %s not supported (RTP/AVP only)", errSDPNoCommonCodec, o.proto)
 	}
 	for _, want := range prefs {
-		for _, c := range o.codecs {
-			if strings.EqualFold(c.Name, want) && c.ClockRate == 8000 {
-				c.Name = strings.ToUpper(c.Name)
-				return Media{
-					Remote:          o.remote,
-					Codec:           c,
-					DTMFPayloadType: o.dtmfPT,
-					Ptime:           o.ptime,
-					Direction:       mirrorDirection(o.direction),
-				}, nil
-			}
+		if c, ok := o.match(want); ok {
+			ev, _ := o.event(c.ClockRate)
+			return Media{
+				Remote:          o.remote,
+				Codec:           c,
+				DTMFPayloadType: ev.pt,
+				Ptime:           o.ptime,
+				Direction:       mirrorDirection(o.direction),
+			}, nil
 		}
 	}
 	names := make([]string, 0, len(o.codecs))
@@ -217,8 +262,8 @@ type sdpParams struct {
 	ip        netip.Addr
 	port      uint16
 	codecs    []Codec
-	dtmfPT    uint8
-	dtmfFmtp  string
+	dtmfPT    uint8  // telephone-event at the first codec's rate; dtmfPT+1… at other rates
+	dtmfFmtp  string // "" writes 0-16
 	ptime     time.Duration
 	direction string
 }
@@ -232,18 +277,31 @@ func buildSDP(p sdpParams) ([]byte, error) {
 	addr := p.ip.Unmap().String()
 	formats := make([]string, 0, len(p.codecs)+1)
 	attrs := make([]sdp.Attribute, 0, len(p.codecs)+4)
+	var rates []uint32 // distinct clock rates, in codec order: one telephone-event each
 	for _, c := range p.codecs {
 		formats = append(formats, strconv.Itoa(int(c.PayloadType)))
-		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/%d", c.PayloadType, c.Name, c.ClockRate)))
+		if strings.EqualFold(c.Name, "opus") {
+			// RFC 7587 §7: always "/2"; mono is said in fmtp (stereo=0 is the default).
+			attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d opus/48000/2", c.PayloadType)),
+				sdp.NewAttribute("fmtp", fmt.Sprintf("%d %s", c.PayloadType, opusFmtp)))
+		} else {
+			attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/%d", c.PayloadType, c.Name, c.ClockRate)))
+		}
+		if !slices.Contains(rates, c.ClockRate) {
+			rates = append(rates, c.ClockRate)
+		}
 	}
 	if p.dtmfPT != 0 {
-		formats = append(formats, strconv.Itoa(int(p.dtmfPT)))
-		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", p.dtmfPT)))
 		fmtp := p.dtmfFmtp
 		if fmtp == "" {
 			fmtp = "0-16"
 		}
-		attrs = append(attrs, sdp.NewAttribute("fmtp", fmt.Sprintf("%d %s", p.dtmfPT, fmtp)))
+		for i, rate := range rates {
+			pt := p.dtmfPT + uint8(i)
+			formats = append(formats, strconv.Itoa(int(pt)))
+			attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/%d", pt, rate)),
+				sdp.NewAttribute("fmtp", fmt.Sprintf("%d %s", pt, fmtp)))
+		}
 	}
 	ptime := p.ptime
 	if ptime <= 0 {
@@ -299,20 +357,22 @@ func answerSDP(o *offer, m Media, local netip.AddrPort, ip netip.Addr, sessionID
 	}
 	if m.DTMFPayloadType != 0 {
 		p.dtmfPT = m.DTMFPayloadType
-		p.dtmfFmtp = o.dtmfFmtp
+		if ev, ok := o.event(m.Codec.ClockRate); ok {
+			p.dtmfFmtp = ev.fmtp
+		}
 	}
 	return buildSDP(p)
 }
 
-// offerCodecs maps codec names to their static payload types, in order.
+// offerCodecs maps codec names to the payload types we offer, in order.
 func offerCodecs(names []string) ([]Codec, error) {
 	out := make([]Codec, 0, len(names))
 	for _, n := range names {
-		pt, ok := supportedCodecs[strings.ToUpper(n)]
+		c, ok := supportedCodecs[strings.ToUpper(n)]
 		if !ok {
-			return nil, fmt.Errorf("codec %q not supported (PCMU, PCMA)", n)
+			return nil, fmt.Errorf("codec %q not supported (PCMU, PCMA, G722, opus)", n)
 		}
-		out = append(out, staticCodecs[pt])
+		out = append(out, c)
 	}
 	if len(out) == 0 {
 		out = append(out, staticCodecs[0], staticCodecs[8])
@@ -330,10 +390,11 @@ func mediaFromAnswer(body []byte, offered []Codec) (Media, error) {
 		for _, want := range offered {
 			if strings.EqualFold(c.Name, want.Name) && c.ClockRate == want.ClockRate {
 				c.Name = want.Name
+				ev, _ := a.event(c.ClockRate)
 				return Media{
 					Remote:          a.remote,
 					Codec:           c,
-					DTMFPayloadType: a.dtmfPT,
+					DTMFPayloadType: ev.pt,
 					Ptime:           a.ptime,
 					Direction:       mirrorDirection(a.direction),
 				}, nil

@@ -60,11 +60,15 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, errors.New("sip: nil handler")
 	}
 	s := &Server{cfg: cfg, handler: h, log: cfg.Logger, addrs: map[string]string{}}
+	g := newGuard(s)
 	var err error
 	s.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgentDNSResolver(noDialResolver()), // never a reflector (guard.go)
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(s.log)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.log)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.log),
+			sip.WithTransportLayerReadFilter(g.filter),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{TCP: noDialTCP()})),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
@@ -112,6 +116,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s.srv.OnOptions(s.safe(s.onOptions))
 	s.srv.OnInfo(s.safe(s.onInfo))
 	s.srv.OnUpdate(s.safe(s.onUpdate))
+	s.srv.OnNotify(s.safe(s.onNotify)) // progress of our REFERs (refer.go)
 	s.srv.OnNoRoute(s.safe(s.onNoRoute))
 	return s, nil
 }
@@ -179,6 +184,9 @@ func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 				}
 			}
 		}()
+		if s.refuse(req, tx) { // validation and limits before any handler (validate.go, guard.go)
+			return
+		}
 		h(req, tx)
 	}
 }
@@ -352,8 +360,7 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	c.log.Debug("sip INFO", "content_type", headerValue(req, "Content-Type"))
-	s.respond(req, tx, 200, "OK", "")
+	c.info(req, tx) // DTMF bodies to the call (info.go)
 }
 
 func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
