@@ -5,15 +5,29 @@
 // concurrent use.
 package dialplan
 
-import "regexp"
+import (
+	"regexp"
+	"time"
+)
 
 // Target types.
 const (
 	TypeEcho   = "echo"   // send the caller's audio back
 	TypePlay   = "play"   // play File, then hang up
 	TypeReject = "reject" // refuse the INVITE with Status and Reason
-	TypeAgent  = "agent"  // hand the call to the agent named Agent
+	TypeAgent  = "agent"  // hand the call to the agent named Agent, or a bot speaking Protocol at URL
 )
+
+// Agent protocols (target.protocol): how the gateway talks to a bot.
+const (
+	ProtocolTwilio      = "twilio"          // Twilio Media Streams over WebSocket
+	ProtocolSwitchboard = "switchboard"     // the native WebSocket protocol
+	ProtocolAudioSocket = "audiosocket"     // Asterisk AudioSocket over TCP
+	ProtocolOpenAI      = "openai-realtime" // OpenAI Realtime over WebSocket
+)
+
+// DefaultConnectTimeout bounds connecting to a bot when connect_timeout is unset.
+const DefaultConnectTimeout = 5 * time.Second
 
 // CallInfo is what a route can match on: URI users of the request-URI and From.
 type CallInfo struct {
@@ -33,6 +47,14 @@ type Route struct {
 	Line   int   // line of the route in File, for logs
 	Match  Match // as written; empty for the default
 	Target Target
+	// Fallback targets are tried in order when Target fails before answer,
+	// or when an agent is lost mid-call.
+	Fallback []Target
+	// FailStatus is the SIP status sent when every target failed before answer
+	// (on_failure.status; 503 unless set, so a carrier fails over).
+	FailStatus int
+	// Record asks for a stereo WAV of the call (record: true).
+	Record bool
 
 	to, from *matcher
 }
@@ -50,7 +72,14 @@ type Target struct {
 	Reason   string // reject: optional reason phrase
 	Agent    string // agent: name the bridge resolves ("default" is built in)
 	URL      string // agent: optional endpoint, for agent kinds that need one
-	Protocol string // agent: optional protocol name, for agent kinds that need one
+	Protocol string // agent: twilio|switchboard|audiosocket|openai-realtime; empty for a built-in agent
+	// ConnectTimeout bounds connecting to the bot (agent with a protocol).
+	ConnectTimeout time.Duration
+	// Params are rendered for each call and handed to the bot (Twilio
+	// customParameters, the native start message); nil when none.
+	Params *Params
+	// OpenAI is the model session of a protocol: openai-realtime target.
+	OpenAI *OpenAI
 }
 
 // Route returns the first route in file order whose match keys all match c,

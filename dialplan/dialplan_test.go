@@ -23,7 +23,7 @@ routes:
     target: { type: reject, status: 403, reason: Forbidden }
   - name: vip-sales
     match: { to: sales, from: "~^vip" }
-    target: { type: agent, agent: sales-bot, url: "wss://agents.example/ws", protocol: livekit }
+    target: { type: agent, agent: sales-bot, url: "wss://agents.example/ws", protocol: twilio }
   - name: numeric
     match: { to: 100 }
     target: { type: reject, status: 486 }
@@ -77,7 +77,7 @@ func TestTargets(t *testing.T) {
 		"echo-test": {Type: TypeEcho},
 		"support":   {Type: TypePlay, File: "/etc/switchboard/prompts/hello.wav"},
 		"blocked":   {Type: TypeReject, Status: 403, Reason: "Forbidden"},
-		"vip-sales": {Type: TypeAgent, Agent: "sales-bot", URL: "wss://agents.example/ws", Protocol: "livekit"},
+		"vip-sales": {Type: TypeAgent, Agent: "sales-bot", URL: "wss://agents.example/ws", Protocol: "twilio", ConnectTimeout: DefaultConnectTimeout},
 		"numeric":   {Type: TypeReject, Status: 486},
 	}
 	routes := p.Routes()

@@ -15,18 +15,20 @@ import (
 
 var (
 	topKeys     = []string{"routes", "default"}
-	routeKeys   = []string{"name", "match", "target"}
+	routeKeys   = []string{"name", "match", "target", "fallback", "on_failure", "record"}
 	matchKeys   = []string{"to", "from"}
-	defaultKeys = []string{"target"}
+	defaultKeys = []string{"target", "fallback", "on_failure", "record"}
 	targetTypes = []string{TypeEcho, TypePlay, TypeReject, TypeAgent}
 	// targetKeys are the keys each target type takes, "type" first.
 	targetKeys = map[string][]string{
 		TypeEcho:   {"type"},
 		TypePlay:   {"type", "file"},
 		TypeReject: {"type", "status", "reason"},
-		TypeAgent:  {"type", "agent", "url", "protocol"},
+		TypeAgent: {"type", "agent", "url", "protocol", "connect_timeout", "params",
+			"model", "voice", "instructions", "api_key_env", "audio_format"},
 	}
-	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol"}
+	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol", "connect_timeout", "params", "model", "voice", "instructions", "api_key_env", "audio_format"}
+	protocols     = []string{ProtocolTwilio, ProtocolSwitchboard, ProtocolAudioSocket, ProtocolOpenAI}
 )
 
 // tildeHint follows "want a string, got null" for a bare ~, which is YAML for
@@ -109,7 +111,7 @@ func (d *decoder) routes(n *yaml.Node, dir string) []*Route {
 }
 
 func (d *decoder) route(n *yaml.Node, dir string, seen map[string]int) (*Route, bool) {
-	fs, ok := d.Mapping(n, "route", "a mapping with keys "+strings.Join(routeKeys, ", "), routeKeys)
+	fs, ok := d.Mapping(n, "route", "a mapping with keys name, match, target", routeKeys)
 	if !ok {
 		return nil, false
 	}
@@ -153,6 +155,8 @@ func (d *decoder) route(n *yaml.Node, dir string, seen map[string]int) (*Route, 
 	} else {
 		r.Target = t
 	}
+	ok = d.failure(r, fs, dir) && ok
+	ok = d.record(r, fs) && ok
 	return r, ok
 }
 
@@ -279,17 +283,7 @@ func (d *decoder) target(n *yaml.Node, dir string) (Target, bool) {
 		}
 		optional("reason", &t.Reason)
 	case TypeAgent:
-		if f, has := need("agent", "an agent name (built in: default)"); has {
-			agent, valid := d.Str(f.Value, "target.agent")
-			if valid && agent == "" {
-				d.Errorf(f.Value, "target.agent: empty; want an agent name (built in: default)")
-				valid = false
-			}
-			ok = ok && valid
-			t.Agent = agent
-		}
-		optional("url", &t.URL)
-		optional("protocol", &t.Protocol)
+		ok = d.agentTarget(&t, n, fs) && ok
 	}
 	return t, ok
 }
@@ -317,8 +311,25 @@ func (d *decoder) defaultRoute(f yamlfile.Field, dir string) *Route {
 		return nil
 	}
 	t, ok := d.target(tf.Value, dir)
-	if !ok {
+	r := &Route{Name: defaultName, Line: f.Key.Line, Target: t}
+	ok = d.record(r, fs) && ok
+	if !d.failure(r, fs, dir) || !ok {
 		return nil
 	}
-	return &Route{Name: defaultName, Line: f.Key.Line, Target: t}
+	return r
+}
+
+// record reads the optional record: true|false of a route.
+func (d *decoder) record(r *Route, fs yamlfile.Fields) bool {
+	f, has := fs.Get("record")
+	if !has {
+		return true
+	}
+	n := yamlfile.Resolve(f.Value)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		d.Errorf(n, "record: want true or false, got %s", yamlfile.Describe(n))
+		return false
+	}
+	r.Record = strings.EqualFold(n.Value, "true")
+	return true
 }
