@@ -6,6 +6,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 )
 
 // Call is what an agent is told about the call it serves.
@@ -14,7 +16,21 @@ type Call struct {
 	From   string
 	To     string
 	Route  string
-	Params map[string]string
+	Params map[string]string // the route's params, rendered for this call
+	Logger *slog.Logger      // the call's logger; nil: slog.Default()
+	// Headers looks up a header of the caller's INVITE (for params templates); may be nil.
+	Headers func(name string) string
+}
+
+// Fail tells the bridge that a session has failed mid-call (its bot is lost):
+// the bridge falls back to the route's next target, or hangs up. Controls
+// that cannot fall back just hang up.
+func Fail(ctl Controls, err error) {
+	if f, ok := ctl.(interface{ Fail(error) }); ok {
+		f.Fail(err)
+		return
+	}
+	ctl.Hangup(err.Error())
 }
 
 // Controls is how a session acts on its call. The bridge implements it; every
@@ -28,6 +44,9 @@ type Controls interface {
 	Mark(name string)
 	// Clear drops queued audio at once (barge-in); pending marks come back as played.
 	Clear()
+	// Queued is how much audio is queued and not yet played, so a session can
+	// tell a model how much of its reply the caller actually heard.
+	Queued() time.Duration
 	// Hangup ends the call.
 	Hangup(reason string)
 	// SendDTMF sends digits (0-9 * # A-D) to the caller as RFC 4733 events.

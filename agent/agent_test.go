@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 )
 
 // recorder is a Controls that keeps what a session asked for.
@@ -17,6 +18,7 @@ type recorder struct {
 func (r *recorder) Play(s []int16, _ int) { r.played = append(r.played, s...) }
 func (r *recorder) Mark(name string)      { r.marks = append(r.marks, name) }
 func (r *recorder) Clear()                { r.cleared++ }
+func (r *recorder) Queued() time.Duration { return 0 }
 func (r *recorder) Hangup(reason string)  { r.hangup = reason }
 func (r *recorder) SendDTMF(string)       {}
 func (r *recorder) Transfer(string)       {}

@@ -2,7 +2,8 @@ package agent
 
 import "context"
 
-// Echo plays the caller's audio straight back: the caller hears themselves.
+// Echo plays the caller's audio straight back: the caller hears themselves,
+// and the digits they press come back as DTMF (as Asterisk's Echo does).
 type Echo struct{}
 
 // Start implements Agent.
@@ -13,5 +14,9 @@ func (Echo) Start(_ context.Context, _ Call, ctl Controls) (Session, error) {
 type echoSession struct{ ctl Controls }
 
 func (s *echoSession) Audio(frame []int16, rate int) { s.ctl.Play(frame, rate) }
-func (s *echoSession) Event(Event)                   {}
-func (s *echoSession) Close()                        {}
+func (s *echoSession) Event(e Event) {
+	if e.Kind == DTMF {
+		s.ctl.SendDTMF(string(e.Digit))
+	}
+}
+func (s *echoSession) Close() {}

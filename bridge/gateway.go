@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voip/switchboard/agent"
+	"github.com/switchboard-voip/switchboard/bridge/cdr"
 	"github.com/switchboard-voip/switchboard/dialplan"
 	"github.com/switchboard-voip/switchboard/media"
-	"github.com/switchboard-voip/switchboard/media/pcm"
 	"github.com/switchboard-voip/switchboard/sip"
 )
 
@@ -25,6 +24,8 @@ type Gateway struct {
 	mediaTimeout time.Duration
 	log          *slog.Logger
 	metrics      *Metrics
+	recordings   string // directory for record: true routes
+	records      *cdr.Writer
 
 	plan atomic.Pointer[plan]
 
@@ -40,6 +41,10 @@ type Config struct {
 	MediaTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *Metrics
+	// RecordingsDir receives a stereo WAV of each call whose route says record: true.
+	RecordingsDir string
+	// Records keeps a call detail record of every call; nil keeps none.
+	Records *cdr.Writer
 }
 
 // plan is a dialplan with every route's target made ready to start.
@@ -64,6 +69,8 @@ func New(cfg Config) *Gateway {
 		mediaTimeout: cfg.MediaTimeout,
 		log:          cfg.Logger,
 		metrics:      cfg.Metrics,
+		recordings:   cfg.RecordingsDir,
+		records:      cfg.Records,
 		calls:        make(map[*liveCall]struct{}),
 	}
 }
@@ -75,7 +82,7 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 	prompts := map[string]agent.Prompt{}
 	var errs []error
 	for _, r := range allRoutes(dp) {
-		a, err := g.prepare(r, prompts)
+		a, err := prepareRoute(r, prompts) // targets.go
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q (line %d): %w", r.Name, r.Line, err))
 			continue
@@ -91,42 +98,18 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 	return nil
 }
 
-func (g *Gateway) prepare(r *dialplan.Route, prompts map[string]agent.Prompt) (agent.Agent, error) {
-	t := r.Target
-	switch t.Type {
-	case "echo":
-		return agent.Echo{}, nil
-	case "play":
-		if p, ok := prompts[t.File]; ok {
-			return p, nil
-		}
-		f, err := os.Open(t.File)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		samples, rate, err := pcm.ReadWAV(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.File, err)
-		}
-		p := agent.Prompt{Samples: samples, Rate: rate}
-		prompts[t.File] = p
-		return p, nil
-	case "agent":
-		return agent.Builtin(t.Agent)
-	case "reject":
-		return nil, nil
-	}
-	return nil, fmt.Errorf("target type %q is not supported yet", t.Type)
-}
-
 // HandleCall runs one inbound call from routing to hang-up.
 func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	start := time.Now()
 	log := g.log.With("call_id", c.CallID(), "from", c.From(), "to", c.To())
+	// The record exists from the INVITE on; every exit below ends it, and this
+	// catches an exit that does not.
+	rec := g.records.Begin(c.CallID(), c.From(), c.To())
+	defer rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{})
 
 	live, ctx, ok := g.track(c.Context())
 	if !ok {
+		rec.Reject(503, "gateway draining")
 		g.finish(log, c.Reject(503, "Service Unavailable"), "rejected")
 		return
 	}
@@ -136,21 +119,24 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	route, found := p.dp.Route(dialplan.CallInfo{To: c.To(), From: c.From()})
 	if !found {
 		log.Info("no route", "status", 404)
+		rec.Reject(404, "no route")
 		g.finish(log, c.Reject(404, "Not Found"), "no_route")
 		return
 	}
 	log = log.With("route", route.Name)
+	rec.Route(route.Name, route.Target.Type, cdrTarget(route.Target))
 	g.metrics.stage.WithLabelValues("invite_to_route").Observe(time.Since(start).Seconds())
 
 	if route.Target.Type == "reject" {
 		log.Info("rejected by route", "status", route.Target.Status)
+		rec.Reject(route.Target.Status, "rejected by route: "+route.Target.Reason)
 		g.finish(log, c.Reject(route.Target.Status, route.Target.Reason), "rejected")
 		return
 	}
 
 	m := c.Media()
 	stream, err := g.ports.Open(media.StreamConfig{
-		Codec:           media.Codec{Name: m.Codec.Name, PayloadType: m.Codec.PayloadType, ClockRate: m.Codec.ClockRate},
+		Codec:           media.Codec{Name: m.Codec.Name, PayloadType: m.Codec.PayloadType, ClockRate: m.Codec.ClockRate, Fmtp: m.Codec.Fmtp},
 		DTMFPayloadType: m.DTMFPayloadType,
 		Remote:          m.Remote,
 		Timeout:         g.mediaTimeout,
@@ -158,6 +144,7 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	})
 	if err != nil {
 		log.Warn("no media port", "err", err)
+		rec.Reject(503, "no media port: "+err.Error())
 		g.finish(log, c.Reject(503, "Service Unavailable"), "failed")
 		return
 	}
@@ -166,11 +153,28 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	if err := c.Ringing(); err != nil {
 		log.Debug("180", "err", err)
 	}
-	s := newSession(stream, log)
-	as, err := p.agents[route].Start(ctx, agent.Call{ID: c.CallID(), From: c.From(), To: c.To(), Route: route.Name}, s)
+	var audio AudioStream = stream
+	var tap *recordingStream // records from answer on, when the route asks
+	if route.Record {
+		tap = &recordingStream{AudioStream: stream}
+		audio = tap
+	}
+	s := newSession(audio, log)
+	s.sendDTMF = stream.SendDTMF
+	s.transfer = blindTransfer(ctx, c, s, log) // REFER to the caller's side (transfer.go)
+	// Runs while the caller hears ringing: bots connect (within their connect
+	// timeout) and fallbacks are tried before the call is answered.
+	as, err := p.agents[route].Start(ctx, agent.Call{ID: c.CallID(), From: c.From(), To: c.To(), Route: route.Name,
+		Logger: log, Headers: c.Header}, s)
 	if err != nil {
-		log.Warn("target failed before answer", "err", err)
-		g.finish(log, c.Reject(503, "Service Unavailable"), "failed")
+		status, reason := failStatus(err)
+		log.Warn("every target failed before answer", "status", status, "err", err)
+		if by, cause := c.EndCause(); by != "" {
+			rec.End(by, cause, cancelStatus(cause), cdr.Quality{}) // CANCEL while the bot was connecting
+		} else {
+			rec.Reject(status, "target failed: "+err.Error())
+		}
+		g.finish(log, c.Reject(status, reason), "failed")
 		return
 	}
 	defer as.Close()
@@ -179,18 +183,26 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		if c.Context().Err() != nil {
 			by, cause := c.EndCause()
 			log.Info("call ended before answer", "by", by, "cause", cause)
+			rec.End(by, cause, cancelStatus(cause), cdr.Quality{})
 			g.metrics.callsTotal.WithLabelValues("cancelled").Inc()
 			return
 		}
 		log.Warn("answer failed", "err", err)
+		rec.End(cdr.ByGateway, "answer failed: "+err.Error(), 0, cdr.Quality{})
 		g.metrics.callsTotal.WithLabelValues("failed").Inc()
 		return
 	}
 	answered := time.Now()
+	rec.Answered()
 	g.metrics.stage.WithLabelValues("route_to_answer").Observe(answered.Sub(start).Seconds())
 	g.metrics.callsTotal.WithLabelValues("answered").Inc()
 	log.Info("answered", "local_rtp", stream.LocalAddr(), "remote_rtp", m.Remote, "codec", m.Codec.Name)
+	g.startRecording(tap, c.CallID(), stream.Rate(), log)
+	if tap != nil && tap.rec != nil {
+		rec.Recording(tap.rec.path)
+	}
 
+	go s.relayDTMF(ctx, g.metrics, stream.DTMF(), c.DTMF()) // ends with the call (dtmf.go)
 	by, cause := s.run(ctx, as)
 	if c.Context().Err() != nil {
 		by, cause = c.EndCause()
@@ -200,8 +212,12 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	d := time.Since(answered)
 	g.metrics.callDuration.Observe(d.Seconds())
 	st := stream.Stats()
+	q := stream.Quality()
+	g.metrics.quality.observe(q)
+	rec.End(by, cause, 0, cdrQuality(st, q))
 	log.Info("call ended", "by", by, "cause", cause, "duration", d.Round(time.Millisecond),
-		"rtp_in", st.PacketsIn, "rtp_out", st.PacketsOut, "lost", st.Lost, "late", st.Late, "malformed", st.Malformed)
+		"rtp_in", st.PacketsIn, "rtp_out", st.PacketsOut, "lost", st.Lost, "late", st.Late, "malformed", st.Malformed,
+		qualityAttrs(q), stopRecording(tap, log))
 }
 
 // finish counts a call that ended before answer.
@@ -265,6 +281,35 @@ func (g *Gateway) Drain(ctx context.Context) {
 	g.mu.Unlock()
 	g.log.Info("drain time over, hanging up", "calls", n)
 	<-done
+}
+
+// cancelStatus is the final status of an INVITE that ended before answer: a
+// CANCEL gets 487 Request Terminated.
+func cancelStatus(cause string) int {
+	if cause == "cancel" {
+		return 487
+	}
+	return 0
+}
+
+// cdrQuality is a call's media summary for its record; with nothing received
+// there is no jitter or MOS to speak of.
+func cdrQuality(st media.Stats, q media.Quality) cdr.Quality {
+	out := cdr.Quality{PacketsIn: st.PacketsIn, PacketsOut: st.PacketsOut, Lost: st.Lost, Late: st.Late}
+	if q.Packets > 0 {
+		out.JitterMs, out.MOS = float64(q.Jitter.Microseconds())/1000, q.MOS
+	}
+	return out
+}
+
+// cdrTarget names a route's target in its call record: the agent, bot URL or prompt file.
+func cdrTarget(t dialplan.Target) string {
+	for _, s := range []string{t.URL, t.Agent, t.File} {
+		if s != "" {
+			return s
+		}
+	}
+	return t.Protocol
 }
 
 // allRoutes is every route of dp, the default last.

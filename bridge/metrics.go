@@ -8,6 +8,8 @@ type Metrics struct {
 	callsActive  prometheus.Gauge
 	callDuration prometheus.Histogram
 	stage        *prometheus.HistogramVec
+	quality      *qualityMetrics
+	dtmfReceived *prometheus.CounterVec // by via (dtmf.go)
 }
 
 // NewMetrics registers the call metrics with reg.
@@ -33,5 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stage"}),
 	}
 	reg.MustRegister(m.callsTotal, m.callsActive, m.callDuration, m.stage)
+	m.quality = newQualityMetrics(reg)
+	m.dtmfReceived = newDTMFMetric(reg)
 	return m
 }

@@ -76,6 +76,11 @@ func (s *session) Mark(name string) { s.queue.Mark(name) }
 // Clear implements agent.Controls.
 func (s *session) Clear() { s.queue.Clear() }
 
+// Queued implements agent.Controls.
+func (s *session) Queued() time.Duration {
+	return time.Duration(s.queue.Len()) * time.Second / time.Duration(s.rate)
+}
+
 // Hangup implements agent.Controls.
 func (s *session) Hangup(reason string) {
 	select {
@@ -125,6 +130,9 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 	var due []string
 	first := true
 
+	// The clock is the wall clock, not the ticker: a tick the scheduler was
+	// late for is caught up, so the caller gets 50 frames a second under load.
+	clock := newFrameClock(time.Now())
 	tick := time.NewTicker(pcm.FrameDuration)
 	defer tick.Stop()
 	for {
@@ -138,19 +146,49 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 		case e := <-s.events:
 			as.Event(e)
 			continue
-		case <-tick.C:
-		}
-		s.stream.ReadFrame(in)
-		as.Audio(in, s.rate)
+		case now := <-tick.C:
+			for range clock.due(now) {
+				s.stream.ReadFrame(in)
+				as.Audio(in, s.rate)
 
-		_, talkspurt := s.queue.Pop(out)
-		if err := s.stream.WriteFrame(out, first || talkspurt); err != nil {
-			s.log.Debug("rtp write", "err", err)
-		}
-		first = false
-		due = s.queue.Due(due[:0])
-		for _, name := range due {
-			as.Event(agent.Event{Kind: agent.MarkPlayed, Name: name})
+				_, talkspurt := s.queue.Pop(out)
+				if err := s.stream.WriteFrame(out, first || talkspurt); err != nil {
+					s.log.Debug("rtp write", "err", err)
+				}
+				first = false
+				due = s.queue.Due(due[:0])
+				for _, name := range due {
+					as.Event(agent.Event{Kind: agent.MarkPlayed, Name: name})
+				}
+			}
 		}
 	}
+}
+
+// frameClock counts the 20 ms frames due since a call's start.
+type frameClock struct {
+	start time.Time
+	done  int64 // frames handled
+}
+
+// maxCatchUp bounds the frames handled at once after a stall; beyond it the
+// clock skips ahead (the audio of a long stall is lost either way).
+const maxCatchUp = 10
+
+func newFrameClock(start time.Time) *frameClock { return &frameClock{start: start} }
+
+// due says how many frames to handle now: none for a stale tick that arrives
+// right after a catch-up, several after a stall.
+func (c *frameClock) due(now time.Time) int {
+	want := int64(now.Sub(c.start)/pcm.FrameDuration) + 1
+	k := want - c.done
+	switch {
+	case k < 1:
+		return 0
+	case k > maxCatchUp:
+		k = maxCatchUp
+		c.done = want - k
+	}
+	c.done += k
+	return int(k)
 }

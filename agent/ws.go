@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Limits of a bot connection.
+const (
+	// wsAudioBacklog is how many caller frames may wait for a slow bot (1.28 s)
+	// before new ones are dropped.
+	wsAudioBacklog = 64
+	// wsControlBacklog bounds control messages (events, marks) the same way.
+	wsControlBacklog = 256
+	// wsReadLimit admits a bot's audio burst in one message (Twilio bots send
+	// whole utterances: 30 s of µ-law in base64 is 320 KB).
+	wsReadLimit = 4 << 20
+	// wsWriteTimeout: a bot that takes longer to accept one message is lost.
+	wsWriteTimeout = 5 * time.Second
+	// wsCloseWait is how long Close waits for the bot to answer the close handshake.
+	wsCloseWait = time.Second
+)
+
+var (
+	// ErrBotClosed: the bot closed the WebSocket (its way of hanging up).
+	ErrBotClosed = errors.New("bot closed the connection")
+	// ErrBotLost: the connection to the bot broke without a close handshake.
+	ErrBotLost = errors.New("bot connection lost")
+)
+
+// wsConn is a WebSocket to a bot, as every WebSocket protocol uses it: the
+// call's clock never blocks on it (outgoing messages go through a bounded
+// queue to a writer goroutine), the protocol reads on a goroutine of its own,
+// and Close ends both.
+type wsConn struct {
+	conn *websocket.Conn
+	log  *slog.Logger
+	ctx  context.Context // ends when the connection is torn down
+	stop context.CancelFunc
+
+	mu      sync.Mutex
+	queue   []wsOut
+	spare   [][]byte // buffers of written messages, for reuse
+	audio   int      // audio messages in queue
+	closing bool     // Close has begun: errors from here on are ours
+	wake    chan struct{}
+
+	dropped    atomic.Int64 // messages dropped because the bot was too slow
+	report     func(error)  // how the end is reported to the call; set by read
+	endOnce    sync.Once
+	writerDone chan struct{}
+	readerDone chan struct{}
+}
+
+type wsOut struct {
+	typ   websocket.MessageType
+	b     []byte
+	audio bool
+}
+
+// dialWS connects to a bot within timeout; the connection outlives ctx (the
+// session's Close ends it).
+func dialWS(ctx context.Context, url string, timeout time.Duration, header http.Header, log *slog.Logger) (*wsConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("connect %s: HTTP %s: %w", url, resp.Status, err)
+		}
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("connect %s: no answer within %s", url, timeout)
+		}
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	c.SetReadLimit(wsReadLimit)
+	w := &wsConn{
+		conn:       c,
+		log:        log,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
+	w.ctx, w.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go w.writer()
+	return w, nil
+}
+
+// buf returns an empty buffer for the next message (reused, so steady-state
+// audio does not allocate).
+func (w *wsConn) buf() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.spare); n > 0 {
+		b := w.spare[n-1]
+		w.spare = w.spare[:n-1]
+		return b[:0]
+	}
+	return make([]byte, 0, 512)
+}
+
+// send queues a message built in a buffer from buf; it never blocks. A bot
+// that has fallen too far behind loses the message (counted).
+func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
+	w.mu.Lock()
+	if w.closing || (audio && w.audio >= wsAudioBacklog) || len(w.queue) >= wsAudioBacklog+wsControlBacklog {
+		closing := w.closing
+		w.spare = append(w.spare, b)
+		w.mu.Unlock()
+		if n := w.dropped.Add(1); !closing && n&(n-1) == 0 { // log at 1, 2, 4, 8, ... drops
+			w.log.Warn("bot too slow, message dropped", "dropped", n, "audio", audio)
+		}
+		return
+	}
+	w.queue = append(w.queue, wsOut{typ: typ, b: b, audio: audio})
+	if audio {
+		w.audio++
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendJSON queues a control message.
+func (w *wsConn) sendJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		w.log.Error("encode message for bot", "err", err)
+		return
+	}
+	w.send(websocket.MessageText, append(w.buf(), b...), false)
+}
+
+// readJSON waits for the bot's next message, which must be JSON text; for
+// handshakes before the reader runs.
+func (w *wsConn) readJSON(ctx context.Context, v any) error {
+	typ, data, err := w.conn.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if typ != websocket.MessageText {
+		return fmt.Errorf("want a JSON text message, got binary")
+	}
+	return json.Unmarshal(data, v)
+}
+
+func (w *wsConn) isClosing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closing
+}
+
+// writer sends queued messages in order; when Close has begun and the queue
+// is empty it closes the WebSocket with a normal closure.
+func (w *wsConn) writer() {
+	defer close(w.writerDone)
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			closing := w.closing
+			w.mu.Unlock()
+			if closing {
+				if w.ctx.Err() == nil {
+					w.conn.Close(websocket.StatusNormalClosure, "call ended")
+				}
+				return
+			}
+			select {
+			case <-w.wake:
+				continue
+			case <-w.ctx.Done():
+				return
+			}
+		}
+		m := w.queue[0]
+		w.queue[0] = wsOut{}
+		w.queue = w.queue[1:]
+		if m.audio {
+			w.audio--
+		}
+		w.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(w.ctx, wsWriteTimeout)
+		err := w.conn.Write(ctx, m.typ, m.b)
+		cancel()
+		w.mu.Lock()
+		w.spare = append(w.spare, m.b)
+		w.mu.Unlock()
+		if err != nil {
+			w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
+			return
+		}
+	}
+}
+
+// startReading runs read on a goroutine of its own; see read.
+func (w *wsConn) startReading(handle func(typ websocket.MessageType, data []byte) error, report func(error)) {
+	w.mu.Lock()
+	w.report = report
+	w.mu.Unlock()
+	go w.read(handle)
+}
+
+// read calls handle for each message from the bot until the connection ends,
+// then reports, once, what ended it: ErrBotClosed (the bot's hang-up) or
+// ErrBotLost. Nothing is reported once Close has begun. handle's data is
+// reused after it returns; an error from handle ends the connection as lost.
+func (w *wsConn) read(handle func(typ websocket.MessageType, data []byte) error) {
+	defer close(w.readerDone)
+	var buf bytes.Buffer
+	for {
+		typ, r, err := w.conn.Reader(w.ctx)
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
+		if err == nil {
+			err = handle(typ, buf.Bytes())
+			if err != nil {
+				err = fmt.Errorf("%w: %v", ErrBotLost, err)
+			}
+		} else if st := websocket.CloseStatus(err); st != -1 {
+			var ce websocket.CloseError
+			errors.As(err, &ce)
+			err = fmt.Errorf("%w (status %d %q)", ErrBotClosed, int(st), ce.Reason)
+		} else {
+			err = fmt.Errorf("%w: %v", ErrBotLost, err)
+		}
+		if err != nil {
+			w.end(err)
+			return
+		}
+	}
+}
+
+// end reports how the connection ended, once, unless Close has begun.
+func (w *wsConn) end(err error) {
+	w.mu.Lock()
+	closing, report := w.closing, w.report
+	w.mu.Unlock()
+	if closing {
+		return
+	}
+	w.endOnce.Do(func() {
+		w.log.Info("bot connection ended", "err", err)
+		if report != nil {
+			report(err)
+		}
+	})
+	if errors.Is(err, ErrBotLost) {
+		w.stop() // nothing more will reach this bot
+	}
+}
+
+// reportTo maps how a bot connection ended to the call: the bot's close is a
+// hang-up, anything else a failure the bridge may fall back from.
+func reportTo(ctl Controls) func(error) {
+	return func(err error) {
+		if errors.Is(err, ErrBotClosed) {
+			ctl.Hangup(err.Error())
+			return
+		}
+		Fail(ctl, err)
+	}
+}
+
+// close sends final (if any) after everything queued, closes the WebSocket
+// with a normal closure and waits for both goroutines; it returns within
+// about wsCloseWait even if the bot never answers the close handshake.
+func (w *wsConn) close(final []byte) {
+	w.mu.Lock()
+	reading := w.report != nil
+	w.mu.Unlock()
+	if !reading {
+		w.abort()
+		return
+	}
+	if final != nil {
+		w.send(websocket.MessageText, final, false)
+	}
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(wsCloseWait)
+	defer t.Stop()
+	select {
+	case <-w.readerDone: // the bot answered the close handshake
+	case <-t.C:
+	}
+	w.stop() // a reader still waiting closes the connection, which ends the writer's handshake too
+	<-w.readerDone
+	w.conn.CloseNow()
+	<-w.writerDone
+	if n := w.dropped.Load(); n > 0 {
+		w.log.Warn("messages to the bot dropped (bot too slow)", "dropped", n)
+	}
+}
+
+// abort drops the connection without a close handshake (a bot that failed
+// its start); the reader must not be running.
+func (w *wsConn) abort() {
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
+	w.stop()
+	w.conn.CloseNow()
+	<-w.writerDone
+}
