@@ -8,10 +8,12 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 want() { for p in "$@"; do have_pkg "$p" || need+=("$p"); done; }
 
-want pkg-config
+want pkg-config libopus-dev # Opus codec (cgo)
 if [ "$mode" = test ]; then
 	# real peers and signal tools the suite drives: sipp, baresip (+ its modules), sox
 	want sip-tester baresip-core sox espeak-ng iproute2
+	# PostgreSQL binaries: the CDR tests run their own throwaway server (initdb on a temp dir)
+	want postgresql
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,3 +26,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
+
+# The Node.js example bot the suite runs against the gateway needs npm's `ws`
+# (pinned in its package-lock.json).
+if [ "$mode" = test ] && command -v npm >/dev/null; then
+	dir="$(dirname "$0")/../examples/twilio-echo-node"
+	[ -d "$dir/node_modules/ws" ] || (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -22,7 +22,7 @@ func runDial(args []string) error {
 	seconds := fs.Float64("seconds", 0, "hang up after this many seconds (0: one second after --play ends)")
 	from := fs.String("from", "switchboard", "caller user")
 	transport := fs.String("transport", "udp", "SIP transport: udp or tcp")
-	codec := fs.String("codec", "PCMU", "codec to offer: PCMU or PCMA")
+	codec := fs.String("codec", "PCMU", "codec to offer: PCMU, PCMA, G722 or opus")
 	rtpIP := fs.String("rtp-ip", "127.0.0.1", "local IP for RTP")
 	rtpPorts := fs.String("rtp-ports", "20000-20999", "local RTP port range")
 	verbose := fs.Bool("v", false, "log SIP and media details")
@@ -81,13 +81,25 @@ func runDial(args []string) error {
 			return err
 		}
 		defer f.Close()
-		// G.711 is 8 kHz; the first frame tells if that ever changes.
-		rec, err = pcm.NewWAVWriter(f, 8000, 1)
-		if err != nil {
-			return err
+		defer func() {
+			if rec == nil { // nothing heard: still a valid, empty WAV
+				rec, _ = pcm.NewWAVWriter(f, 8000, 1)
+			}
+			if rec != nil {
+				rec.Close()
+			}
+		}()
+		// The codec sets the rate (8 kHz G.711, 48 kHz Opus); a 20 ms frame tells which.
+		o.Record = func(frame []int16) {
+			if rec == nil {
+				w, err := pcm.NewWAVWriter(f, len(frame)*50, 1)
+				if err != nil {
+					return
+				}
+				rec = w
+			}
+			rec.Write(frame)
 		}
-		defer rec.Close()
-		o.Record = func(frame []int16) { rec.Write(frame) }
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

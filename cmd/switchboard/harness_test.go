@@ -75,6 +75,7 @@ type gwOptions struct {
 	drain        string
 	rtpPorts     int
 	extra        string // appended to the config
+	sipExtra     string // more keys in the sip section, e.g. "  codecs: [G722]\n"
 }
 
 type gateway struct {
@@ -131,7 +132,7 @@ func startGateway(t testing.TB, o gwOptions) *gateway {
   listen:
     - { transport: udp, addr: 127.0.0.1:%d }
     - { transport: tcp, addr: 127.0.0.1:%d }
-rtp:
+%srtp:
   ip: 127.0.0.1
   port_min: %d
   port_max: %d
@@ -142,7 +143,7 @@ dialplan: dialplan.yaml
 drain_timeout: %s
 log:
   level: debug
-%s`, sipPort, sipPort, rtpMin, rtpMin+o.rtpPorts*2-1, o.mediaTimeout, httpPort, o.drain, o.extra)
+%s`, sipPort, sipPort, o.sipExtra, rtpMin, rtpMin+o.rtpPorts*2-1, o.mediaTimeout, httpPort, o.drain, o.extra)
 	cfgPath := filepath.Join(dir, "switchboard.yaml")
 	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 

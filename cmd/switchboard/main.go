@@ -22,6 +22,10 @@ commands:
   dialplan check FILE               report every error in a dialplan
   dialplan route FILE --to N [--from N]
                                     show the route a call would take
+  cdr [-c FILE] list [--limit N] [--since T]
+                                    show the latest call detail records
+  cdr [-c FILE] export [--format csv|json] [--since T]
+                                    export call detail records
   version                           print the version
 `
 
@@ -53,6 +57,8 @@ func runCommand(args []string) error {
 		return runDial(args[1:])
 	case "dialplan":
 		return runDialplan(args[1:])
+	case "cdr":
+		return runCDR(args[1:])
 	case "version":
 		fmt.Println("switchboard", version)
 		return nil

@@ -44,6 +44,13 @@ func runGateway(args []string) error {
 		return err
 	}
 
+	// Call records open first: the sweep closes what a crashed run left open (cdr.go).
+	records, closeRecords, err := openRecords(cfg.CDR, log)
+	if err != nil {
+		return err
+	}
+	defer closeRecords()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw := bridge.New(bridge.Config{
@@ -51,6 +58,9 @@ func runGateway(args []string) error {
 		MediaTimeout: cfg.RTP.Timeout,
 		Logger:       log,
 		Metrics:      bridge.NewMetrics(reg),
+		// Recordings go where the config says; the directory is made at the first one.
+		RecordingsDir: cfg.Recordings.Dir,
+		Records:       records,
 	})
 	if err := gw.SetPlan(dp); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Dialplan, err)
@@ -66,6 +76,11 @@ func runGateway(args []string) error {
 		Codecs:      cfg.SIP.Codecs,
 		UserAgent:   cfg.SIP.UserAgent,
 		Logger:      log,
+
+		MaxCalls:      cfg.SIP.MaxCalls,
+		RatePerSource: float64(cfg.SIP.RateLimit),
+		RateBurst:     cfg.SIP.RateBurst,
+		DropScanners:  cfg.SIP.DropScanners,
 	}, gw.HandleCall)
 	if err != nil {
 		return err

@@ -22,14 +22,21 @@ type Config struct {
 	Dialplan     string        // dialplan path, resolved against the config file's directory
 	DrainTimeout time.Duration // on SIGTERM, how long calls may run on before BYE
 	Log          Log
+	Recordings   Recordings
+	CDR          CDR
 }
 
 // SIP is the signalling side.
 type SIP struct {
 	Listen      []Listen
 	AdvertiseIP netip.Addr // in SDP c=/o= and Contact; always set: the listen IP when not configured
-	Codecs      []string   // preference order, from "PCMU", "PCMA"
+	Codecs      []string   // preference order, from "PCMU", "PCMA", "G722", "opus"
 	UserAgent   string     // "" sends no User-Agent header
+
+	MaxCalls     int  // new INVITEs beyond this many calls get 503; 0 = no limit
+	RateLimit    int  // SIP messages a second from one source IP before the rest are dropped; 0 = no limit
+	RateBurst    int  // messages a source may send at once within RateLimit; 0 = RateLimit
+	DropScanners bool // drop friendly-scanner, sipvicious and similar user agents without a reply
 }
 
 // Listen is one SIP socket.
@@ -50,6 +57,18 @@ type HTTP struct {
 	Listen string // host:port; "" disables the server
 }
 
+// Recordings is where calls whose route says record: true are written.
+type Recordings struct {
+	Dir string // resolved against the config file's directory
+}
+
+// CDR is where call detail records are kept.
+type CDR struct {
+	Driver string // "sqlite" or "postgres"
+	DSN    string // sqlite: file path, resolved against the config file's directory; postgres: URL or key=value
+	Node   string // this gateway's name in the records; "" means the host name
+}
+
 // Log configures the process logger.
 type Log struct {
 	Level  slog.Level
@@ -59,9 +78,10 @@ type Log struct {
 // Allowed values, in the order error messages list them.
 var (
 	transports = []string{"udp", "tcp"}
-	codecs     = []string{"PCMU", "PCMA"}
+	codecs     = []string{"PCMU", "PCMA", "G722", "opus"}
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
+	cdrDrivers = []string{"sqlite", "postgres"}
 )
 
 const (
@@ -79,14 +99,18 @@ func Default() *Config {
 				{Transport: "tcp", Addr: netip.AddrPortFrom(lo, 5060)},
 			},
 			AdvertiseIP: lo,
-			Codecs:      []string{"PCMU", "PCMA"},
+			Codecs:      []string{"opus", "PCMU", "PCMA"},
 			UserAgent:   "switchboard",
+
+			DropScanners: true,
 		},
 		RTP:          RTP{IP: lo, PortMin: 10000, PortMax: 10999, Timeout: 30 * time.Second},
 		HTTP:         HTTP{Listen: "127.0.0.1:8080"},
 		Dialplan:     "dialplan.yaml",
 		DrainTimeout: 30 * time.Second,
 		Log:          Log{Level: slog.LevelInfo, Format: "text"},
+		Recordings:   Recordings{Dir: "recordings"},
+		CDR:          CDR{Driver: "sqlite", DSN: "switchboard-cdr.db"},
 	}
 }
 
@@ -117,6 +141,12 @@ func Parse(name string, data []byte, dir string) (*Config, error) {
 	}
 	if !filepath.IsAbs(c.Dialplan) {
 		c.Dialplan = filepath.Join(dir, c.Dialplan)
+	}
+	if c.CDR.Driver == "sqlite" && !filepath.IsAbs(c.CDR.DSN) {
+		c.CDR.DSN = filepath.Join(dir, c.CDR.DSN)
+	}
+	if !filepath.IsAbs(c.Recordings.Dir) {
+		c.Recordings.Dir = filepath.Join(dir, c.Recordings.Dir)
 	}
 	return c, nil
 }

@@ -21,22 +21,25 @@ func TestDefault(t *testing.T) {
 				{Transport: "udp", Addr: netip.MustParseAddrPort("127.0.0.1:5060")},
 				{Transport: "tcp", Addr: netip.MustParseAddrPort("127.0.0.1:5060")},
 			},
-			AdvertiseIP: lo,
-			Codecs:      []string{"PCMU", "PCMA"},
-			UserAgent:   "switchboard",
+			AdvertiseIP:  lo,
+			Codecs:       []string{"opus", "PCMU", "PCMA"},
+			UserAgent:    "switchboard",
+			DropScanners: true,
 		},
 		RTP:          RTP{IP: lo, PortMin: 10000, PortMax: 10999, Timeout: 30 * time.Second},
 		HTTP:         HTTP{Listen: "127.0.0.1:8080"},
 		Dialplan:     "dialplan.yaml",
 		DrainTimeout: 30 * time.Second,
 		Log:          Log{Level: slog.LevelInfo, Format: "text"},
+		Recordings:   Recordings{Dir: "recordings"},
+		CDR:          CDR{Driver: "sqlite", DSN: "switchboard-cdr.db"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
 	}
 	// Default hands out fresh slices: changing one must not change the next.
 	c.SIP.Codecs[0] = "X"
-	if Default().SIP.Codecs[0] != "PCMU" {
+	if Default().SIP.Codecs[0] != "opus" {
 		t.Error("Default shares its codecs slice")
 	}
 }
@@ -50,6 +53,8 @@ func TestEmptyIsDefault(t *testing.T) {
 		want := Default()
 		want.File = "c.yaml"
 		want.Dialplan = "/etc/sb/dialplan.yaml"
+		want.Recordings.Dir = "/etc/sb/recordings"
+		want.CDR.DSN = "/etc/sb/switchboard-cdr.db"
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("Parse(%q) =\n%+v\nwant\n%+v", data, c, want)
 		}
@@ -74,7 +79,22 @@ func TestParse(t *testing.T) {
 			func(c *Config) bool { return c.SIP.AdvertiseIP == netip.MustParseAddr("127.0.0.1") }},
 		{"codecs order kept", "sip: {codecs: [PCMA, PCMU]}\n",
 			func(c *Config) bool { return reflect.DeepEqual(c.SIP.Codecs, []string{"PCMA", "PCMU"}) }},
+		{"opus allowed", "sip: {codecs: [opus, PCMU]}\n",
+			func(c *Config) bool { return reflect.DeepEqual(c.SIP.Codecs, []string{"opus", "PCMU"}) }},
 		{"user_agent empty", "sip: {user_agent: ''}\n", func(c *Config) bool { return c.SIP.UserAgent == "" }},
+		{"abuse limits", "sip: {max_calls: 200, rate_limit: 50, rate_burst: 100, drop_scanners: false}\n",
+			func(c *Config) bool {
+				return c.SIP.MaxCalls == 200 && c.SIP.RateLimit == 50 && c.SIP.RateBurst == 100 && !c.SIP.DropScanners
+			}},
+		{"scanners dropped by default", "sip: {}\n", func(c *Config) bool { return c.SIP.DropScanners && c.SIP.MaxCalls == 0 }},
+		{"cdr sqlite path relative to the config", "cdr: {dsn: var/calls.db}\n",
+			func(c *Config) bool { return c.CDR == CDR{Driver: "sqlite", DSN: "/etc/sb/var/calls.db"} }},
+		{"cdr sqlite absolute path", "cdr: {driver: sqlite, dsn: /data/cdr.db, node: gw1}\n",
+			func(c *Config) bool { return c.CDR == CDR{Driver: "sqlite", DSN: "/data/cdr.db", Node: "gw1"} }},
+		{"cdr postgres dsn kept", "cdr: {driver: postgres, dsn: 'postgres://sb@db:5432/cdr?sslmode=disable'}\n",
+			func(c *Config) bool {
+				return c.CDR == CDR{Driver: "postgres", DSN: "postgres://sb@db:5432/cdr?sslmode=disable"}
+			}},
 		{"rtp", "rtp: {ip: 0.0.0.0, port_min: 20000, port_max: 20001, timeout: 1m30s}\n",
 			func(c *Config) bool {
 				return c.RTP == RTP{IP: netip.IPv4Unspecified(), PortMin: 20000, PortMax: 20001, Timeout: 90 * time.Second}
@@ -112,11 +132,13 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"syntax", "sip:\n  user_agent: a: b\n", []string{"2: YAML syntax: mapping values are not allowed"}},
 		{"second document", "sip: {}\n---\nrtp: {}\n", []string{"2:1: a second YAML document"}},
-		{"not a mapping", "- sip\n", []string{"1:1: config: want a mapping with keys sip, rtp, http, dialplan, drain_timeout, log, got a list"}},
+		{"not a mapping", "- sip\n", []string{"1:1: config: want a mapping with keys sip, rtp, http, dialplan, drain_timeout, log, recordings, cdr, got a list"}},
 		{"unknown top key", "sip: {}\nmedia: {}\n", []string{`2:1: config: unknown key "media"; allowed: sip, rtp, http, dialplan, drain_timeout, log`}},
 		{"duplicate key", "rtp: {}\nrtp: {}\n", []string{`2:1: config: duplicate key "rtp" (first at line 1)`}},
-		{"section wrong type", "sip: [a]\n", []string{"1:6: sip: want a mapping with keys listen, advertise_ip, codecs, user_agent, got a list"}},
-		{"unknown sip key", "sip:\n  codec: [PCMU]\n", []string{`2:3: sip: unknown key "codec"; allowed: listen, advertise_ip, codecs, user_agent`}},
+		{"section wrong type", "sip: [a]\n", []string{"1:6: sip: want a mapping with keys listen, advertise_ip, codecs, user_agent, max_calls, rate_limit, rate_burst, drop_scanners, got a list"}},
+		{"unknown sip key", "sip:\n  codec: [PCMU]\n", []string{`2:3: sip: unknown key "codec"; allowed: listen, advertise_ip, codecs, user_agent, max_calls`}},
+		{"abuse limits", "sip:\n  max_calls: -1\n  rate_limit: lots\n  drop_scanners: yes please\n", []string{
+			"2:14: sip.max_calls: -1 is negative", "3:15: sip.rate_limit:", "4:18: sip.drop_scanners: want true or false"}},
 		{"listen not a list", "sip:\n  listen: 127.0.0.1:5060\n", []string{`2:11: sip.listen: want a list of {transport: udp|tcp, addr: host:port}, got "127.0.0.1:5060"`}},
 		{"listen empty", "sip:\n  listen: []\n", []string{"2:11: sip.listen: empty"}},
 		{"listen bad transport", "sip:\n  listen:\n    - {transport: tls, addr: 127.0.0.1:5061}\n",
@@ -141,10 +163,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`3:17: sip.advertise_ip: "gw.example.com" is not an IP address`}},
 		{"advertise_ip wildcard", "sip:\n  advertise_ip: 0.0.0.0\n", []string{"2:17: sip.advertise_ip: 0.0.0.0 is a wildcard"}},
 		{"advertise_ip wrong type", "sip:\n  advertise_ip: [1.2.3.4]\n", []string{"2:17: sip.advertise_ip: want a string, got a list"}},
-		{"codecs not a list", "sip:\n  codecs: PCMU\n", []string{`2:11: sip.codecs: want a list in preference order from PCMU, PCMA, got "PCMU"`}},
-		{"codecs empty", "sip:\n  codecs: []\n", []string{"2:11: sip.codecs: empty; want at least one of PCMU, PCMA"}},
-		{"codec unknown", "sip:\n  codecs: [PCMU, opus]\n", []string{`2:18: sip.codecs: "opus" is not allowed; allowed: PCMU, PCMA`}},
-		{"codec lower case", "sip:\n  codecs:\n    - pcmu\n", []string{`3:7: sip.codecs: "pcmu" is not allowed; allowed: PCMU, PCMA`}},
+		{"codecs not a list", "sip:\n  codecs: PCMU\n", []string{`2:11: sip.codecs: want a list in preference order from PCMU, PCMA, G722, opus, got "PCMU"`}},
+		{"codecs empty", "sip:\n  codecs: []\n", []string{"2:11: sip.codecs: empty; want at least one of PCMU, PCMA, G722, opus"}},
+		{"codec unknown", "sip:\n  codecs: [PCMU, G726]\n", []string{`2:18: sip.codecs: "G726" is not allowed; allowed: PCMU, PCMA, G722, opus`}},
+		{"codec lower case", "sip:\n  codecs:\n    - pcmu\n", []string{`3:7: sip.codecs: "pcmu" is not allowed; allowed: PCMU, PCMA, G722, opus`}},
 		{"codec twice", "sip:\n  codecs: [PCMA, PCMA]\n", []string{"2:18: sip.codecs: PCMA is listed twice"}},
 		{"user_agent wrong type", "sip:\n  user_agent: {a: b}\n", []string{"2:15: sip.user_agent: want a string, got a mapping"}},
 		{"unknown rtp key", "rtp:\n  port_mn: 10000\n", []string{`2:3: rtp: unknown key "port_mn"; allowed: ip, port_min, port_max, timeout`}},
@@ -169,6 +191,11 @@ func TestParseErrors(t *testing.T) {
 		{"log level", "log:\n  level: trace\n", []string{`2:10: log.level: "trace" is not allowed; allowed: debug, info, warn, error`}},
 		{"log format", "log:\n  format: logfmt\n", []string{`2:11: log.format: "logfmt" is not allowed; allowed: text, json`}},
 		{"log unknown key", "log:\n  output: stderr\n", []string{`2:3: log: unknown key "output"; allowed: level, format`}},
+		{"cdr driver", "cdr:\n  driver: mysql\n", []string{`2:11: cdr.driver: "mysql" is not allowed; allowed: sqlite, postgres`}},
+		{"cdr postgres without dsn", "cdr:\n  driver: postgres\n", []string{"2:11: cdr: driver postgres needs dsn"}},
+		{"cdr dsn empty", "cdr: {dsn: ''}\n", []string{"1:12: cdr.dsn: empty"}},
+		{"cdr sqlite path with ?", "cdr: {dsn: 'a.db?mode=ro'}\n", []string{`1:12: cdr.dsn: "a.db?mode=ro": a SQLite file path may not contain ? or #`}},
+		{"cdr unknown key", "cdr:\n  url: x\n", []string{`2:3: cdr: unknown key "url"; allowed: driver, dsn, node`}},
 		{"every error, in file order", `sip:
   listen:
     - { transport: sctp, addr: 0.0.0.0:5060 }
@@ -222,6 +249,8 @@ func TestLoadShipped(t *testing.T) {
 	want := Default()
 	want.File = path
 	want.Dialplan = filepath.Join("..", "..", "..", "configs", "dialplan.yaml")
+	want.Recordings.Dir = filepath.Join("..", "..", "..", "configs", "recordings")
+	want.CDR.DSN = filepath.Join("..", "..", "..", "configs", "switchboard-cdr.db")
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("shipped config =\n%+v\nwant the defaults\n%+v", c, want)
 	}

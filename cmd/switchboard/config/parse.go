@@ -25,7 +25,7 @@ func (d *decoder) config(c *Config, n *yaml.Node) {
 	if n == nil {
 		return // empty file: all defaults
 	}
-	keys := []string{"sip", "rtp", "http", "dialplan", "drain_timeout", "log"}
+	keys := []string{"sip", "rtp", "http", "dialplan", "drain_timeout", "log", "recordings", "cdr"}
 	fs, ok := d.Mapping(n, "config", "a mapping with keys "+strings.Join(keys, ", "), keys)
 	if !ok {
 		return
@@ -51,6 +51,10 @@ func (d *decoder) config(c *Config, n *yaml.Node) {
 			}
 		case "log":
 			d.log(&c.Log, f.Value)
+		case "recordings":
+			d.recordings(&c.Recordings, f.Value)
+		case "cdr":
+			d.cdr(&c.CDR, f.Value)
 		}
 	}
 }
@@ -68,7 +72,7 @@ func (d *decoder) section(n *yaml.Node, what string, keys []string) yamlfile.Fie
 func (d *decoder) sip(s *SIP, n *yaml.Node) {
 	var listenNodes []*yaml.Node // addr value per listen entry, for the advertise_ip checks
 	advertiseSet := false
-	for _, f := range d.section(n, "sip", []string{"listen", "advertise_ip", "codecs", "user_agent"}) {
+	for _, f := range d.section(n, "sip", []string{"listen", "advertise_ip", "codecs", "user_agent", "max_calls", "rate_limit", "rate_burst", "drop_scanners"}) {
 		switch f.Name {
 		case "listen":
 			s.Listen, listenNodes = d.listen(f.Value)
@@ -93,6 +97,25 @@ func (d *decoder) sip(s *SIP, n *yaml.Node) {
 		case "user_agent":
 			if v, ok := d.StrOrEmpty(f.Value, "sip.user_agent"); ok {
 				s.UserAgent = v
+			}
+		case "max_calls", "rate_limit", "rate_burst":
+			v, ok := d.Integer(f.Value, "sip."+f.Name, "a count, 0 for no limit")
+			if ok && v < 0 {
+				d.Errorf(f.Value, "sip.%s: %d is negative; want a count, 0 for no limit", f.Name, v)
+			}
+			switch f.Name {
+			case "max_calls":
+				s.MaxCalls = v
+			case "rate_limit":
+				s.RateLimit = v
+			default:
+				s.RateBurst = v
+			}
+		case "drop_scanners":
+			if b, err := strconv.ParseBool(f.Value.Value); f.Value.Kind == yaml.ScalarNode && f.Value.Tag == "!!bool" && err == nil {
+				s.DropScanners = b
+			} else {
+				d.Errorf(f.Value, "sip.drop_scanners: want true or false, got %s", yamlfile.Describe(f.Value))
 			}
 		}
 	}
@@ -310,4 +333,16 @@ func (d *decoder) duration(n *yaml.Node, what, zero string) (time.Duration, bool
 		return 0, false
 	}
 	return dur, true
+}
+
+func (d *decoder) recordings(r *Recordings, n *yaml.Node) {
+	for _, f := range d.section(n, "recordings", []string{"dir"}) {
+		if v, ok := d.StrOrEmpty(f.Value, "recordings.dir"); ok {
+			if v == "" {
+				d.Errorf(yamlfile.Resolve(f.Value), "recordings.dir: empty; want a directory for call recordings, relative to this file's directory")
+				continue
+			}
+			r.Dir = v
+		}
+	}
 }
