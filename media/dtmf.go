@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 )
@@ -291,11 +290,8 @@ func (s *Stream) writeDTMF(remote netip.AddrPort, samples int) (sent bool, err e
 		binary.BigEndian.PutUint16(b[2:], p.dur)
 		t.hdr.SequenceNumber++
 		pkt := t.buf[:h+dtmfPayloadSize]
-		if _, err := s.conn.WriteToUDPAddrPort(pkt, remote); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return true, ErrStreamClosed
-			}
-			return true, fmt.Errorf("media: send RTP to %v: %w", remote, err)
+		if err := s.writeRTP(pkt, remote); err != nil {
+			return true, err
 		}
 		s.stats.packetsOut.Add(1)
 		s.stats.bytesOut.Add(uint64(len(pkt)))

@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -33,6 +34,10 @@ func NewPortPool(ip netip.Addr, min, max int) (*PortPool, error) {
 	for port := lo; port <= max; port += 2 {
 		p.free = append(p.free, port)
 	}
+	// Start at a random place in the range: a restarted process (or two test
+	// phones started together) does not take the ports its predecessor just used.
+	k := rand.IntN(len(p.free))
+	p.free = append(p.free[k:], p.free[:k]...)
 	return p, nil
 }
 

@@ -50,6 +50,13 @@ func (s *Stream) readLoop() {
 		if err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded) && timeout > 0:
+				if s.held.Load() { // no timeout on hold: a held caller sends nothing
+					s.conn.SetReadDeadline(time.Now().Add(timeout))
+					continue
+				}
+				if r := time.Unix(0, s.resumed.Load()); r.After(s.rx.lastRTP) {
+					s.rx.lastRTP = r // taken off hold: the timeout starts again
+				}
 				if time.Since(s.rx.lastRTP) >= timeout {
 					s.log.Info("rtp timeout", "after", timeout.String(), "remote", s.Remote().String())
 					s.finish(ErrMediaTimeout)
@@ -77,6 +84,13 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 		s.stats.malformed.Add(1)
 		return
 	}
+	if s.srtp != nil { // authenticated before it may latch or reach the jitter buffer
+		var ok bool
+		if pkt, ok = s.openRTP(pkt); !ok {
+			s.stats.malformed.Add(1)
+			return
+		}
+	}
 	h := &s.rx.hdr
 	n, err := h.Unmarshal(pkt)
 	if err != nil || n > len(pkt) {
@@ -92,7 +106,7 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
 
-	audio := h.PayloadType == s.cfg.Codec.PayloadType
+	audio := uint32(h.PayloadType) == s.audioPT.Load()
 	switch {
 	case audio:
 	case s.cfg.DTMFPayloadType != 0 && h.PayloadType == s.cfg.DTMFPayloadType:

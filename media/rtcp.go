@@ -237,7 +237,11 @@ func (s *Stream) rtcpLoop() {
 			}
 			continue
 		}
-		s.receiveRTCP(buf[:n], from, now)
+		if pkt, ok := s.openRTCP(buf[:n]); ok {
+			s.receiveRTCP(pkt, from, now)
+		} else {
+			r.malformed.Add(1)
+		}
 	}
 }
 
@@ -358,7 +362,7 @@ func (s *Stream) buildReport(now time.Time, bye bool) ([]byte, error) {
 	if bye {
 		pkts = append(pkts, &rtcp.Goodbye{Sources: []uint32{ssrc}})
 	}
-	return rtcp.Marshal(pkts)
+	return s.secureRTCP(rtcp.Marshal(pkts))
 }
 
 // closeRTCP sends a final report with BYE, then stops the RTCP goroutine.

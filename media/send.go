@@ -1,10 +1,8 @@
 package media
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"time"
 
@@ -35,7 +33,7 @@ func (t *sender) init(c Codec) {
 		Timestamp:      rand.Uint32(),
 	}
 	t.clock = c.ClockRate
-	t.buf = make([]byte, rtpHeaderMin+maxFrameSamples*2)
+	t.buf = make([]byte, rtpHeaderMin+maxFrameSamples*2, rtpHeaderMin+maxFrameSamples*2+srtpOverhead) // SRTP encrypts in place
 }
 
 // WriteFrame encodes src (normally 20 ms) and sends it as one RTP packet to the
@@ -47,6 +45,11 @@ func (s *Stream) WriteFrame(src []int16, marker bool) error {
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrStreamClosed
+	}
+	if s.held.Load() {
+		// On hold nothing is sent, but RTP time runs on (RFC 3550 §5.1).
+		t.hdr.Timestamp += uint32(len(src)) * t.clock / uint32(s.rate)
+		return nil
 	}
 	remote := s.Remote()
 	if !remote.IsValid() || remote.Port() == 0 {
@@ -61,12 +64,8 @@ func (s *Stream) WriteFrame(src []int16, marker bool) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.conn.WriteToUDPAddrPort(pkt, remote)
-	if err != nil {
-		if errors.Is(err, net.ErrClosed) {
-			return ErrStreamClosed
-		}
-		return fmt.Errorf("media: send RTP to %v: %w", remote, err)
+	if err := s.writeRTP(pkt, remote); err != nil {
+		return err
 	}
 	s.stats.packetsOut.Add(1)
 	s.stats.bytesOut.Add(uint64(len(pkt)))

@@ -1,10 +1,12 @@
 package media
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +20,7 @@ type StreamConfig struct {
 	// (0: DefaultJitterMin, DefaultJitterMax: 20 and 200 ms).
 	JitterMin, JitterMax time.Duration
 	Logger               *slog.Logger
+	SRTP                 *SRTP // nil: plain RTP; else SRTP/SRTCP with these SDES keys (srtp.go)
 }
 
 // Stream is one call's RTP session on one UDP socket. A reader goroutine receives
@@ -26,7 +29,8 @@ type StreamConfig struct {
 // goroutines.
 type Stream struct {
 	cfg   StreamConfig
-	codec PayloadCodec
+	codec PayloadCodec // guarded by tx.mu once open: Reconfigure may swap it
+	rate  int          // PCM rate of frames; fixed for the stream's life
 	log   *slog.Logger
 	pool  *PortPool
 	port  int
@@ -44,7 +48,12 @@ type Stream struct {
 	jb   *jitterBuffer
 
 	tx   sender
-	rtcp rtcpSession // on the odd port above; conn nil if that port was taken
+	rtcp rtcpSession  // on the odd port above; conn nil if that port was taken
+	srtp *srtpSession // nil for plain RTP
+
+	audioPT atomic.Uint32 // the payload type decoded as audio (Reconfigure changes it)
+	held    atomic.Bool   // on hold: nothing sent, no media timeout (SetHold)
+	resumed atomic.Int64  // unix ns of the last unhold: the timeout counts from there
 
 	readerDone chan struct{}
 	closeOnce  sync.Once
@@ -63,6 +72,12 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 	if cfg.Codec.ClockRate == 0 {
 		cfg.Codec.ClockRate = uint32(c.Rate())
 	}
+	var sec *srtpSession
+	if cfg.SRTP != nil {
+		if sec, err = newSRTPSession(cfg.SRTP); err != nil {
+			return nil, err
+		}
+	}
 	conn, port, err := p.bind()
 	if err != nil {
 		return nil, err
@@ -76,6 +91,7 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 	s := &Stream{
 		cfg:        cfg,
 		codec:      c,
+		rate:       c.Rate(),
 		log:        log,
 		pool:       p,
 		port:       port,
@@ -85,7 +101,9 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 		jb:         newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
+		srtp:       sec,
 	}
+	s.audioPT.Store(uint32(cfg.Codec.PayloadType))
 	s.tx.init(cfg.Codec)
 	s.startRTCP(p, cfg.Codec.ClockRate)
 	s.rx.init()
@@ -98,7 +116,56 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 func (s *Stream) LocalAddr() netip.AddrPort { return s.local }
 
 // Rate is the PCM rate of the frames ReadFrame and WriteFrame carry (8000 for G.711).
-func (s *Stream) Rate() int { return s.codec.Rate() }
+func (s *Stream) Rate() int { return s.rate }
+
+// SetHold puts the stream on hold (a re-INVITE made the peer sendonly or
+// inactive): WriteFrame sends nothing, and the media timeout is paused until
+// the stream is taken off hold, when it restarts from zero.
+func (s *Stream) SetHold(held bool) {
+	if !held {
+		s.resumed.Store(time.Now().UnixNano())
+	}
+	s.held.Store(held)
+}
+
+// Held reports whether the stream is on hold.
+func (s *Stream) Held() bool { return s.held.Load() }
+
+// Reconfigure switches the stream to another codec and remote address, as a
+// re-INVITE or UPDATE negotiated. The codec must run at the same PCM and RTP
+// clock rates (PCMU ↔ PCMA): the frames on the call's clock keep their size.
+// An invalid remote leaves the address as it is.
+func (s *Stream) Reconfigure(codec Codec, remote netip.AddrPort) error {
+	c, err := newCodec(codec)
+	if err != nil {
+		return err
+	}
+	if codec.ClockRate == 0 {
+		codec.ClockRate = uint32(c.Rate())
+	}
+	if c.Rate() != s.rate || codec.ClockRate != s.cfg.Codec.ClockRate {
+		return fmt.Errorf("%w: %s at %d Hz cannot replace %s at %d Hz on a running stream",
+			ErrUnsupportedCodec, codec.Name, c.Rate(), s.cfg.Codec.Name, s.rate)
+	}
+	t := &s.tx
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return ErrStreamClosed
+	}
+	s.codec = c
+	t.hdr.PayloadType = codec.PayloadType
+	t.mu.Unlock()
+	s.jbMu.Lock()
+	s.jb = newJitterBuffer(c, codec.ClockRate, s.cfg.JitterMin, s.cfg.JitterMax)
+	s.audioPT.Store(uint32(codec.PayloadType))
+	s.jbMu.Unlock()
+	if remote.IsValid() && remote.Port() != 0 {
+		s.SetRemote(remote)
+	}
+	s.log.Info("rtp stream reconfigured", "codec", codec.Name, "pt", codec.PayloadType, "remote", s.Remote().String())
+	return nil
+}
 
 // Remote is where WriteFrame currently sends: SDP's address, or the latched source.
 func (s *Stream) Remote() netip.AddrPort {
