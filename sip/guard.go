@@ -53,11 +53,13 @@ func (g *guard) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	}
 	src := addrPortOf(p.RemoteAddr)
 	if !g.allow(src.Addr(), time.Now()) {
+		g.s.refused("rate", 0)
 		g.s.log.Debug("sip rate limit: dropped", "source", src)
 		return nil, nil
 	}
 	udp := !strings.EqualFold(p.Transport, "tcp") && !strings.EqualFold(p.Transport, "tls")
 	if g.s.cfg.DropScanners && isScanner(data) {
+		g.s.refused("scanner", 0)
 		g.s.log.Debug("sip scanner dropped", "source", src)
 		return nil, nil
 	}
@@ -122,13 +124,14 @@ func (t *dialogTable[T]) size() int {
 
 // refuse answers a request that must not reach its handler; true when it did.
 func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction) bool {
-	r := validateRequest(req)
+	r, why := validateRequest(req), "invalid"
 	if r == nil {
-		r = s.overCapacity(req)
+		r, why = s.overCapacity(req), "max_calls"
 	}
 	if r == nil {
 		return false
 	}
+	s.refused(why, r.code)
 	s.log.Debug("sip request refused", "method", req.Method, "status", r.code, "why", r.warning, "source", req.Source())
 	if !req.IsAck() {
 		s.respond(req, tx, r.code, r.reason, r.warning, r.hdrs...)
@@ -289,9 +292,11 @@ func withRport(data []byte) []byte {
 func (g *guard) answerUnparsable(p sip.TransportReadProps, data []byte, perr error) {
 	res := rawAnswer(data, perr, g.s.cfg.UserAgent)
 	if res == nil {
+		g.s.refused("malformed", 0)
 		g.s.log.Debug("sip unparsable message dropped", "source", p.RemoteAddr, "error", perr)
 		return
 	}
+	g.s.refused("malformed", rawStatus(res))
 	for _, c := range g.s.udp {
 		if c.LocalAddr().String() == p.LocalAddr.String() {
 			if _, err := c.WriteTo(res, p.RemoteAddr); err != nil {
@@ -350,6 +355,12 @@ func rawAnswer(data []byte, perr error, userAgent string) []byte {
 	b.WriteString("Warning: 399 switchboard " + strconv.Quote("malformed request: "+firstLine(perr.Error())) + "\r\n")
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return b.Bytes()
+}
+
+// rawStatus reads the status code back from a response rawAnswer built.
+func rawStatus(res []byte) int {
+	code, _ := strconv.Atoi(string(res[len("SIP/2.0 ") : len("SIP/2.0 ")+3]))
+	return code
 }
 
 func schemeOf(uri string) string {

@@ -30,7 +30,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func testServer(t *testing.T, h Handler, tweak ...func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{
-		Listen:    []Listen{{"udp", "127.0.0.1:0"}, {"tcp", "127.0.0.1:0"}},
+		Listen:    []Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}},
 		Codecs:    []string{"PCMU", "PCMA"},
 		UserAgent: "switchboard-test",
 		Logger:    testLogger(t),

@@ -59,6 +59,11 @@ type InboundCall struct {
 	dtmf       dtmfInfo                 // digits from SIP INFO (info.go)
 
 	refer referState // a blind transfer in progress (refer.go)
+	trunk string     // the inbound trunk it matched (trunk.go); "" with no trunks configured
+
+	timer     sessionTimer  // RFC 4028 (session_timer.go); guarded by mu
+	refreshed chan struct{} // a re-INVITE or UPDATE refreshed the session
+	changes   chan Media    // media changed by re-INVITE or UPDATE (reinvite.go)
 }
 
 func newInboundCall(s *Server, req *sip.Request, tx sip.ServerTransaction, o *offer, m Media) *InboundCall {
@@ -72,6 +77,8 @@ func newInboundCall(s *Server, req *sip.Request, tx sip.ServerTransaction, o *of
 		inviteDone: make(chan struct{}),
 		ackWait:    map[uint32]chan struct{}{},
 		sessionID:  rand.Uint64N(1 << 62),
+		refreshed:  make(chan struct{}, 1),
+		changes:    make(chan Media, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.log = s.log.With("call_id", c.callID, "from", c.From(), "to", c.To())
@@ -152,6 +159,9 @@ func (c *InboundCall) Source() netip.AddrPort {
 
 // Transport is "udp" or "tcp".
 func (c *InboundCall) Transport() string { return lowerTransport(c.dlg.transport) }
+
+// Trunk is the name of the inbound trunk the INVITE was matched to by source or digest auth.
+func (c *InboundCall) Trunk() string { return c.trunk }
 
 // Header is the first value of a header of the INVITE, or "".
 func (c *InboundCall) Header(name string) string { return headerValue(c.invite, name) }
@@ -265,6 +275,9 @@ func (c *InboundCall) Answer(localRTP netip.AddrPort) error {
 		c.log.Warn("no ACK for 200 OK, hanging up", "waited", 64*c.srv.cfg.T1)
 		c.byeAndFinish("ack-timeout", false)
 	}
+	if err == nil {
+		go c.runSessionTimer() // session_timer.go
+	}
 	return err
 }
 
@@ -272,6 +285,9 @@ func (c *InboundCall) okWithSDP(body []byte) *sip.Response {
 	res := c.response(200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	c.mu.Lock()
+	c.timer.addHeaders(res)
+	c.mu.Unlock()
 	return res
 }
 
@@ -440,74 +456,6 @@ func (c *InboundCall) byeFromCaller() {
 		_ = c.tx.Respond(c.response(487, "Request Terminated", nil))
 	}
 	c.finish("caller", "bye")
-}
-
-// modify answers a re-INVITE or an UPDATE on the confirmed dialog (hold, resume, codec change).
-func (c *InboundCall) modify(req *sip.Request, tx sip.ServerTransaction, invite bool) {
-	c.mu.Lock()
-	st := c.state
-	c.mu.Unlock()
-	if st == stateAnswering {
-		// The ACK may be a moment behind this request (sipgo handles each in its own goroutine).
-		select {
-		case <-c.inviteDone:
-		case <-time.After(2 * c.srv.cfg.T1):
-		}
-		c.mu.Lock()
-		st = c.state
-		c.mu.Unlock()
-	}
-	if st != stateConfirmed {
-		c.srv.respond(req, tx, 491, "Request Pending", "")
-		return
-	}
-	if req.Contact() != nil {
-		c.dlg.setTarget(*req.Contact().Address.Clone()) // target refresh (RFC 3261 12.2.2)
-	}
-	newMedia := c.Media()
-	body := req.Body()
-	var o *offer
-	if len(body) > 0 {
-		var err error
-		o, err = parseSDP(body)
-		if err != nil {
-			c.srv.respond(req, tx, 488, "Not Acceptable Here", err.Error())
-			return
-		}
-		if newMedia, err = negotiate(o, c.srv.cfg.Codecs); err != nil {
-			c.srv.respond(req, tx, 488, "Not Acceptable Here", err.Error())
-			return
-		}
-	}
-	c.mu.Lock()
-	if o == nil {
-		o = c.offer
-	}
-	c.sdpVersion++
-	answer, err := answerSDP(o, newMedia, c.localRTP, c.ip, c.sessionID, c.sdpVersion)
-	c.media, c.offer = newMedia, o
-	var ack chan struct{}
-	if invite {
-		ack = make(chan struct{})
-		c.ackWait[req.CSeq().SeqNo] = ack
-	}
-	c.mu.Unlock()
-	if err != nil {
-		c.srv.respond(req, tx, 500, "Server Internal Error", err.Error())
-		return
-	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", answer)
-	res.AppendHeader(c.dlg.contact.Clone())
-	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	if err := tx.Respond(res); err != nil {
-		c.log.Warn("re-INVITE answer failed", "error", err)
-		return
-	}
-	c.log.Info("media updated", "direction", newMedia.Direction, "remote_rtp", newMedia.Remote, "codec", newMedia.Codec.Name)
-	if invite {
-		_ = c.awaitAck(res, ack)
-	}
 }
 
 func defaultReason(code int) string {

@@ -28,6 +28,14 @@ type DialOptions struct {
 	Transport   string         // "udp" (default) | "tcp"
 	UserAgent   string
 	Logger      *slog.Logger
+
+	// Trunk dialling (trunk.go): credentials for a 401/407, the resolved targets tried in
+	// turn (each silent for FailoverTimeout makes way for the next), and 180/183 progress.
+	CallID          string // "" makes one
+	Auth            *Credentials
+	Destinations    []netip.AddrPort
+	FailoverTimeout time.Duration
+	OnProgress      func(status int, early *Media)
 }
 
 // OutboundCall is an answered call we placed.
@@ -88,6 +96,9 @@ func Dial(ctx context.Context, opts DialOptions) (*OutboundCall, error) {
 		port = 5060
 	}
 	remote := net.JoinHostPort(target.Host, fmt.Sprint(port))
+	if len(opts.Destinations) > 0 {
+		remote = opts.Destinations[0].String()
+	}
 
 	ip := opts.AdvertiseIP
 	if !ip.IsValid() {
@@ -158,7 +169,10 @@ func Dial(ctx context.Context, opts DialOptions) (*OutboundCall, error) {
 		}
 	}
 
-	callID := uuid.NewString()
+	callID := opts.CallID
+	if callID == "" {
+		callID = uuid.NewString()
+	}
 	contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: from, Host: ip.String(), Port: localPort}}
 	if transport == "tcp" {
 		contact.Address.UriParams = sip.NewParams()
@@ -206,9 +220,16 @@ func Dial(ctx context.Context, opts DialOptions) (*OutboundCall, error) {
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	inv.SetBody(offerBody)
 
-	res, err := c.invite(ctx, inv)
+	res, err := c.inviteVia(ctx, inv, opts, codecs) // trunk.go: auth, SRV failover, early media
 	if err != nil {
-		closeAll(c.closers)
+		var se *StatusError
+		if errors.As(err, &se) {
+			// The transaction ACKs a non-2xx itself; keep the socket a while so
+			// that ACK leaves and a retransmitted final response is ACKed again.
+			go func() { time.Sleep(2 * c.t1); closeAll(c.closers) }()
+		} else {
+			closeAll(c.closers)
+		}
 		return nil, err
 	}
 	// The dialog: the peer's tag and Contact, and the route set reversed (RFC 3261 12.1.2).
@@ -241,43 +262,6 @@ func Dial(ctx context.Context, opts DialOptions) (*OutboundCall, error) {
 		closeAll(c.closers)
 	}()
 	return c, nil
-}
-
-// invite runs the INVITE client transaction until a 2xx, a failure, or ctx ends (CANCEL).
-func (c *OutboundCall) invite(ctx context.Context, inv *sip.Request) (*sip.Response, error) {
-	tx, err := c.client.TransactionRequest(context.Background(), inv, noBuild)
-	if err != nil {
-		return nil, fmt.Errorf("sip: dial: %w", err)
-	}
-	for {
-		select {
-		case res := <-tx.Responses():
-			switch {
-			case res.IsProvisional():
-				c.log.Debug("dial progress", "status", res.StatusCode)
-			case res.IsSuccess():
-				// 2xx retransmissions mean our ACK was lost: send it again.
-				tx.OnRetransmission(func(r *sip.Response) {
-					if r.IsSuccess() {
-						_ = c.send(c.ackFor(inv))
-					}
-				})
-				return res, nil
-			default:
-				tx.Terminate()
-				return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
-			}
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, fmt.Errorf("sip: dial: %w", err)
-			}
-			return nil, errors.New("sip: dial: transaction ended without a final response")
-		case <-ctx.Done():
-			c.sendCancel(inv, tx)
-			tx.Terminate()
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // sendCancel cancels a pending INVITE (RFC 3261 9.1) and waits briefly for the 487.

@@ -27,6 +27,7 @@ type Media struct {
 	DTMFPayloadType uint8 // 0: telephone-event not negotiated
 	Ptime           time.Duration
 	Direction       string // our side's direction, as written in our SDP: sendrecv|sendonly|recvonly|inactive
+	SRTP            *SRTP  // nil: plain RTP; else the SDES keys (sdes.go)
 }
 
 // Errors from offer/answer; a test can errors.Is them, and the server maps them to a status.
@@ -75,6 +76,7 @@ type offer struct {
 	events    []telephoneEvent
 	ptime     time.Duration
 	direction string
+	cryptos   []sdesCrypto // usable a=crypto lines, in the peer's order (sdes.go)
 }
 
 // parseSDP reads the first active audio stream of an SDP body.
@@ -123,6 +125,10 @@ func parseSDP(body []byte) (*offer, error) {
 					if pt, err := strconv.ParseUint(pts, 10, 8); err == nil {
 						fmtp[uint8(pt)] = strings.TrimSpace(rest)
 					}
+				}
+			case "crypto":
+				if c, ok := parseCrypto(a.Value); ok {
+					o.cryptos = append(o.cryptos, c)
 				}
 			case "ptime":
 				if ms, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && ms > 0 && ms <= 200 {
@@ -228,8 +234,8 @@ func (o *offer) match(name string) (Codec, bool) {
 // negotiate picks the codec by our preference order, keeping the offer's payload
 // numbers, and the telephone-event at that codec's clock rate.
 func negotiate(o *offer, prefs []string) (Media, error) {
-	if o.proto != "RTP/AVP" {
-		return Media{}, fmt.Errorf("%w: transport %s not supported (RTP/AVP only)", errSDPNoCommonCodec, o.proto)
+	if o.proto != "RTP/AVP" && o.proto != "RTP/SAVP" { // SAVP's keys: negotiateSRTP (sdes.go)
+		return Media{}, fmt.Errorf("%w: transport %s not supported (RTP/AVP, RTP/SAVP)", errSDPNoCommonCodec, o.proto)
 	}
 	for _, want := range prefs {
 		if c, ok := o.match(want); ok {
@@ -266,6 +272,8 @@ type sdpParams struct {
 	dtmfFmtp  string // "" writes 0-16
 	ptime     time.Duration
 	direction string
+	proto     string // "" is RTP/AVP
+	crypto    string // our a=crypto value on an SRTP answer
 }
 
 // buildSDP writes an offer or an answer for one audio stream.
@@ -313,6 +321,13 @@ func buildSDP(p sdpParams) ([]byte, error) {
 		dir = "sendrecv"
 	}
 	attrs = append(attrs, sdp.NewPropertyAttribute(dir))
+	if p.crypto != "" {
+		attrs = append(attrs, sdp.NewAttribute("crypto", p.crypto))
+	}
+	protos := []string{"RTP", "AVP"}
+	if p.proto != "" {
+		protos = strings.Split(p.proto, "/")
+	}
 
 	sd := sdp.SessionDescription{
 		Version: 0,
@@ -335,7 +350,7 @@ func buildSDP(p sdpParams) ([]byte, error) {
 			MediaName: sdp.MediaName{
 				Media:   "audio",
 				Port:    sdp.RangedPort{Value: int(p.port)},
-				Protos:  []string{"RTP", "AVP"},
+				Protos:  protos,
 				Formats: formats,
 			},
 			Attributes: attrs,
@@ -354,6 +369,9 @@ func answerSDP(o *offer, m Media, local netip.AddrPort, ip netip.Addr, sessionID
 		codecs:    []Codec{m.Codec},
 		ptime:     m.Ptime,
 		direction: m.Direction,
+	}
+	if m.SRTP != nil { // the offer's profile (SAVP, or best-effort AVP) with our key
+		p.proto, p.crypto = o.proto, o.cryptoAttr(m.SRTP)
 	}
 	if m.DTMFPayloadType != 0 {
 		p.dtmfPT = m.DTMFPayloadType

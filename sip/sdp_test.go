@@ -128,8 +128,8 @@ func TestNegotiate(t *testing.T) {
 			wantErr: errSDPNoCommonCodec,
 		},
 		{
-			name:    "SRTP profile refused",
-			offer:   sdpOffer("m=audio 4000 RTP/SAVP 0"),
+			name:    "DTLS-SRTP profile refused", // SDES RTP/SAVP: sdes_test.go
+			offer:   sdpOffer("m=audio 4000 UDP/TLS/RTP/SAVP 0"),
 			prefs:   []string{"PCMU"},
 			wantErr: errSDPNoCommonCodec,
 		},

@@ -42,9 +42,11 @@ type Server struct {
 
 	udp   []net.PacketConn
 	tcp   []net.Listener
+	sec   secure            // TLS listeners (tls.go)
 	addrs map[string]string // transport → first bound address
 
 	draining atomic.Bool
+	trunks   *trunks // carriers in and out (trunk.go)
 	dialogs  dialogTable[*InboundCall]
 	calls    sync.WaitGroup
 }
@@ -62,13 +64,16 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s := &Server{cfg: cfg, handler: h, log: cfg.Logger, addrs: map[string]string{}}
 	g := newGuard(s)
 	var err error
+	if s.trunks, err = newTrunks(&s.cfg); err != nil {
+		return nil, err
+	}
 	s.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentDNSResolver(noDialResolver()), // never a reflector (guard.go)
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(s.log)),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.log),
 			sip.WithTransportLayerReadFilter(g.filter),
-			sip.WithTransportLayerTransports(sip.TransportsConfig{TCP: noDialTCP()})),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{TCP: noDialTCP(), TLS: noDialTLS()})),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
@@ -107,7 +112,16 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			if _, ok := s.addrs["tcp"]; !ok {
 				s.addrs["tcp"] = ln.Addr().String()
 			}
+		case "tls":
+			if err := s.listenTLS(l); err != nil {
+				s.closeListeners()
+				s.ua.Close()
+				return nil, err
+			}
 		}
+	}
+	if cfg.OnMessage != nil {
+		s.ua.TransportLayer().OnMessage(s.onWire) // counts what arrives (observe.go)
 	}
 	s.srv.OnInvite(s.safe(s.onInvite))
 	s.srv.OnAck(s.safe(s.onAck))
@@ -131,14 +145,18 @@ func (s *Server) SetDraining(on bool) { s.draining.Store(on) }
 
 // Serve runs the listeners until ctx is cancelled, then hangs up the calls still up.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, len(s.udp)+len(s.tcp))
+	errc := make(chan error, len(s.udp)+len(s.tcp)+len(s.sec.tls))
 	for _, c := range s.udp {
 		go func() { errc <- s.srv.ServeUDP(c) }()
 	}
 	for _, ln := range s.tcp {
 		go func() { errc <- s.srv.ServeTCP(ln) }()
 	}
-	s.log.Info("sip listening", "udp", s.addrs["udp"], "tcp", s.addrs["tcp"])
+	for _, ln := range s.sec.tls {
+		go func() { errc <- s.srv.ServeTLS(ln) }()
+	}
+	s.log.Info("sip listening", "udp", s.addrs["udp"], "tcp", s.addrs["tcp"], "tls", s.addrs["tls"])
+	s.startTrunks(ctx) // REGISTER and OPTIONS pings toward carriers (register.go)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -171,11 +189,17 @@ func (s *Server) closeListeners() {
 	for _, ln := range s.tcp {
 		ln.Close()
 	}
+	for _, ln := range s.sec.tls {
+		ln.Close()
+	}
 }
 
 // safe keeps a panic in one request from taking the process down.
 func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if s.cfg.OnMessage != nil && tx != nil {
+			tx = observedTx{tx, s} // counts the responses sent (observe.go)
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("sip handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
@@ -186,6 +210,11 @@ func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 		}()
 		if s.refuse(req, tx) { // validation and limits before any handler (validate.go, guard.go)
 			return
+		}
+		if !req.IsInvite() || hasToTag(req) {
+			if _, ok := s.screen(req, tx); !ok { // unknown sources (trunk.go); INVITEs in onInvite
+				return
+			}
 		}
 		h(req, tx)
 	}
@@ -240,7 +269,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onReInvite(req, tx)
 		return
 	}
+	trunk, ok := s.screen(req, tx) // source allowlist and digest auth before anything else (trunk.go)
+	if !ok {
+		return
+	}
 	if s.draining.Load() {
+		s.refused("draining", 503)
 		s.respond(req, tx, 503, "Service Unavailable", "draining", sip.NewHeader("Retry-After", "30"))
 		return
 	}
@@ -249,18 +283,36 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, 400, "Bad Request", "missing Contact")
 		return
 	}
+	timer, ok := s.sessionTimerFor(req) // RFC 4028 (session_timer.go)
+	if !ok {
+		s.rejectTooSmall(req, tx)
+		return
+	}
 	o, status, reason, warn := s.readOffer(req)
 	if o == nil {
 		s.respond(req, tx, status, reason, warn, sip.NewHeader("Accept", "application/sdp"))
 		return
 	}
 	m, err := negotiate(o, s.cfg.Codecs)
+	if err == nil {
+		m.SRTP, err = negotiateSRTP(o, s.srtpModeFor(req, tx)) // SDES (sdes.go)
+	}
 	if err != nil {
 		s.respond(req, tx, 488, "Not Acceptable Here", err.Error(), sip.NewHeader("Accept", "application/sdp"))
 		return
 	}
+	release, ok := s.admit(trunk, req, tx) // per-trunk caps: 503 beyond
+	if !ok {
+		return
+	}
 	c := newInboundCall(s, req, tx, o, m)
-	s.log.Debug("sip invite", "call_id", c.callID, "from", c.From(), "to", c.To(), "source", req.Source())
+	if trunk != nil {
+		c.trunk = trunk.Name
+		c.log = c.log.With("trunk", trunk.Name)
+	}
+	go func() { <-c.ctx.Done(); release() }()
+	c.timer = timer
+	s.log.Debug("sip invite", "call_id", c.callID, "from", c.From(), "to", c.To(), "source", req.Source(), "transport", c.Transport(), "srtp", m.SRTP != nil)
 	s.dialogs.put(c.dlg.key, c)
 	if !tx.OnCancel(c.onCancel) {
 		c.onCancel(nil)

@@ -151,7 +151,7 @@ func TestHostileInNetns(t *testing.T) {
 		<-c.Context().Done()
 	}), func(cfg *Config) {
 		// Most torture Vias carry no port: a server not on 5060 shows it answers the source.
-		cfg.Listen = []Listen{{"udp", "127.0.0.1:5090"}, {"tcp", "127.0.0.1:5090"}}
+		cfg.Listen = []Listen{{Transport: "udp", Addr: "127.0.0.1:5090"}, {Transport: "tcp", Addr: "127.0.0.1:5090"}}
 	})
 
 	dir := os.Getenv("SWITCHBOARD_TORTURE_DIR")
