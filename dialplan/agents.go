@@ -63,6 +63,9 @@ func (d *decoder) agentTarget(t *Target, n *yaml.Node, fs yamlfile.Fields) bool 
 	if f, has := fs.Get("params"); has {
 		ok = d.params(t, f) && ok
 	}
+	if f, has := fs.Get("headers"); has {
+		ok = d.agentHeaders(t, f) && ok
+	}
 	ok = d.openaiTarget(t, fs) && ok
 	return ok
 }
@@ -174,6 +177,38 @@ func (d *decoder) failure(r *Route, fs yamlfile.Fields, dir string) bool {
 		}
 		ok = ok && valid
 		r.FailStatus = status
+	}
+	return ok
+}
+
+// agentHeaders reads headers: a list of SIP header names whose values the
+// agent gets alongside params (a param of the same name is an error).
+func (d *decoder) agentHeaders(t *Target, f yamlfile.Field) bool {
+	items, ok := d.strings1(f.Value, "target.headers")
+	var names []string
+	for _, it := range items {
+		h, valid := d.Str(it, "target.headers")
+		switch {
+		case !valid:
+			ok = false
+		case !headerName.MatchString(h):
+			d.Errorf(it, "target.headers: %q is not a SIP header name; want e.g. X-Twilio-AccountSid", h)
+			ok = false
+		case slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, h) }):
+			d.Errorf(it, "target.headers: %s listed twice", h)
+			ok = false
+		case slices.Contains(t.Params.Names(), h):
+			d.Errorf(it, "target.headers: %s is also a param; rename the param", h)
+			ok = false
+		default:
+			names = append(names, h)
+		}
+	}
+	if ok && len(names) > 0 {
+		if t.Params == nil {
+			t.Params = &Params{}
+		}
+		t.Params.headers = names
 	}
 	return ok
 }

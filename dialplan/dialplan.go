@@ -1,21 +1,23 @@
 // Package dialplan decides what happens to an inbound call: an ordered list of
-// routes matched on the request-URI user and the caller, and an optional default.
+// routes matched on the called number, the caller, the trunk, the source
+// address, SIP headers and the time of day, and an optional default.
 //
 // A plan is loaded once from YAML and is then read-only, so Route is safe for
 // concurrent use.
 package dialplan
 
 import (
-	"regexp"
+	"net/netip"
 	"time"
 )
 
 // Target types.
 const (
-	TypeEcho   = "echo"   // send the caller's audio back
-	TypePlay   = "play"   // play File, then hang up
-	TypeReject = "reject" // refuse the INVITE with Status and Reason
-	TypeAgent  = "agent"  // hand the call to the agent named Agent, or a bot speaking Protocol at URL
+	TypeEcho     = "echo"     // send the caller's audio back
+	TypePlay     = "play"     // play File, then hang up
+	TypeReject   = "reject"   // refuse the INVITE with Status and Reason
+	TypeAgent    = "agent"    // hand the call to the agent named Agent, or a bot speaking Protocol at URL
+	TypeTransfer = "transfer" // send the call on: to a number through Trunk, or to a SIP URI
 )
 
 // Agent protocols (target.protocol): how the gateway talks to a bot.
@@ -29,9 +31,13 @@ const (
 // DefaultConnectTimeout bounds connecting to a bot when connect_timeout is unset.
 const DefaultConnectTimeout = 5 * time.Second
 
-// CallInfo is what a route can match on: URI users of the request-URI and From.
+// CallInfo is what a route can match on.
 type CallInfo struct {
-	To, From string
+	To, From string                   // URI users of the request-URI and From
+	Trunk    string                   // the inbound trunk's name; "" when the call came on none
+	Source   netip.Addr               // the INVITE's signalling source address
+	Header   func(name string) string // a header of the INVITE, "" if absent; nil: none
+	At       time.Time                // when the call arrived; zero: now
 }
 
 // Plan is a parsed dialplan.
@@ -55,18 +61,23 @@ type Route struct {
 	FailStatus int
 	// Record asks for a stereo WAV of the call (record: true).
 	Record bool
+	// Ring is how long the caller hears ringing before the call is answered,
+	// at least (ring: 2s); the target connects meanwhile.
+	Ring time.Duration
+	// MaxDuration hangs up an answered call after this long, cause
+	// "max duration"; 0: no limit.
+	MaxDuration time.Duration
+	// TransferMethod is how an agent's transfer goes: TransferRefer (the
+	// default: REFER, bridging only when the caller's side refuses REFER) or
+	// TransferBridge (always dial a second leg and bridge it).
+	TransferMethod string
 
 	to, from *matcher
 }
 
-// Match holds the patterns as written: an exact URI user, or "~" and a Go regexp.
-type Match struct {
-	To, From string
-}
-
 // Target says what to do with a routed call. Which fields are set depends on Type.
 type Target struct {
-	Type     string // echo|play|reject|agent
+	Type     string // echo|play|reject|agent|transfer
 	File     string // play: WAV path, resolved against the dialplan's directory
 	Status   int    // reject: 400–699
 	Reason   string // reject: optional reason phrase
@@ -80,13 +91,22 @@ type Target struct {
 	Params *Params
 	// OpenAI is the model session of a protocol: openai-realtime target.
 	OpenAI *OpenAI
+	// Room is the room of a room target (room.go).
+	Room *Room
+	// To is a transfer's destination: a SIP URI as written, or a number in
+	// Dialable form ("+4930123456" for +49 30 123456 or 0049 30 123456).
+	To string
+	// Trunk is the outbound trunk a transfer goes through; always set for a
+	// number, optional for a SIP URI.
+	Trunk string
 }
 
 // Route returns the first route in file order whose match keys all match c,
 // else the default; false if neither.
 func (p *Plan) Route(c CallInfo) (*Route, bool) {
+	to, from := Normalize(c.To), Normalize(c.From) // once per call, not per route
 	for _, r := range p.routes {
-		if r.matches(c) {
+		if r.matches(c, to, from) {
 			return r, true
 		}
 	}
@@ -101,25 +121,4 @@ func (p *Plan) Routes() []*Route {
 // Default returns the default route, if the plan has one.
 func (p *Plan) Default() (*Route, bool) {
 	return p.def, p.def != nil
-}
-
-func (r *Route) matches(c CallInfo) bool {
-	return r.to.match(c.To) && r.from.match(c.From)
-}
-
-// matcher is an exact string or a regexp; a nil matcher matches anything.
-type matcher struct {
-	exact string
-	re    *regexp.Regexp
-}
-
-func (m *matcher) match(s string) bool {
-	switch {
-	case m == nil:
-		return true
-	case m.re != nil:
-		return m.re.MatchString(s)
-	default:
-		return s == m.exact
-	}
 }

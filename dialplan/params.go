@@ -21,10 +21,20 @@ func (c CallData) Header(name string) string {
 }
 
 // Params are an agent target's per-call values: Go templates, parsed and
-// checked at load, rendered for each call.
+// checked at load, rendered for each call, and the SIP headers (headers:)
+// handed to the agent under their own names.
 type Params struct {
-	names []string
-	tmpls []*template.Template
+	names   []string
+	tmpls   []*template.Template
+	headers []string
+}
+
+// Headers lists the SIP headers passed to the agent, in file order.
+func (p *Params) Headers() []string {
+	if p == nil {
+		return nil
+	}
+	return append([]string(nil), p.headers...)
 }
 
 // Names lists the params in file order.
@@ -48,6 +58,11 @@ func (p *Params) Render(c CallData) (map[string]string, error) {
 			return nil, err
 		}
 		out[p.names[i]] = b.String()
+	}
+	for _, h := range p.headers {
+		if v := c.Header(h); v != "" { // an absent header is left out, not sent empty
+			out[h] = v
+		}
 	}
 	return out, nil
 }

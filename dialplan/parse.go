@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -15,20 +14,22 @@ import (
 
 var (
 	topKeys     = []string{"routes", "default"}
-	routeKeys   = []string{"name", "match", "target", "fallback", "on_failure", "record"}
-	matchKeys   = []string{"to", "from"}
-	defaultKeys = []string{"target", "fallback", "on_failure", "record"}
-	targetTypes = []string{TypeEcho, TypePlay, TypeReject, TypeAgent}
+	routeKeys   = []string{"name", "match", "target", "fallback", "on_failure", "record", "ring", "max_duration", "transfer_method"}
+	defaultKeys = []string{"target", "fallback", "on_failure", "record", "ring", "max_duration", "transfer_method"}
+	targetTypes = []string{TypeEcho, TypePlay, TypeReject, TypeAgent, TypeRoom, TypeTransfer}
 	// targetKeys are the keys each target type takes, "type" first.
 	targetKeys = map[string][]string{
 		TypeEcho:   {"type"},
 		TypePlay:   {"type", "file"},
 		TypeReject: {"type", "status", "reason"},
-		TypeAgent: {"type", "agent", "url", "protocol", "connect_timeout", "params",
+		TypeAgent: {"type", "agent", "url", "protocol", "connect_timeout", "params", "headers",
 			"model", "voice", "instructions", "api_key_env", "audio_format"},
+		TypeRoom:     {"type", "room"},
+		TypeTransfer: {"type", "to", "trunk"},
 	}
-	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol", "connect_timeout", "params", "model", "voice", "instructions", "api_key_env", "audio_format"}
-	protocols     = []string{ProtocolTwilio, ProtocolSwitchboard, ProtocolAudioSocket, ProtocolOpenAI}
+	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol", "connect_timeout", "params", "headers",
+		"model", "voice", "instructions", "api_key_env", "audio_format", "room", "to", "trunk"}
+	protocols = []string{ProtocolTwilio, ProtocolSwitchboard, ProtocolAudioSocket, ProtocolOpenAI}
 )
 
 // tildeHint follows "want a string, got null" for a bare ~, which is YAML for
@@ -141,7 +142,7 @@ func (d *decoder) route(n *yaml.Node, dir string, seen map[string]int) (*Route, 
 	}
 
 	if f, has := fs.Get("match"); !has {
-		d.Errorf(n, "%s has no match; want match: {to: ..., from: ...} (use default: for a catch-all)", label)
+		d.Errorf(n, "%s has no match; want match: {to: ..., from: ..., trunk: ..., source: ..., headers: ..., time: ...} (use default: for a catch-all)", label)
 		ok = false
 	} else if !d.match(r, f.Value, label) {
 		ok = false
@@ -156,62 +157,8 @@ func (d *decoder) route(n *yaml.Node, dir string, seen map[string]int) (*Route, 
 		r.Target = t
 	}
 	ok = d.failure(r, fs, dir) && ok
-	ok = d.record(r, fs) && ok
+	ok = d.settings(r, fs) && ok
 	return r, ok
-}
-
-func (d *decoder) match(r *Route, n *yaml.Node, label string) bool {
-	if yamlfile.IsNull(n) {
-		d.Errorf(n, "%s: match has no keys; want to: and/or from: (use default: for a catch-all)", label)
-		return false
-	}
-	fs, ok := d.Mapping(n, "match", "a mapping with keys to, from", matchKeys)
-	if !ok {
-		return false
-	}
-	if len(yamlfile.Resolve(n).Content) == 0 {
-		d.Errorf(n, "%s: match has no keys; want to: and/or from: (use default: for a catch-all)", label)
-		return false
-	}
-	ok = true
-	for _, f := range fs {
-		pat, valid := d.Str(f.Value, "match."+f.Name)
-		if !valid {
-			ok = false
-			continue
-		}
-		m, valid := d.pattern(f.Value, "match."+f.Name, pat)
-		if !valid {
-			ok = false
-			continue
-		}
-		switch f.Name {
-		case "to":
-			r.Match.To, r.to = pat, m
-		case "from":
-			r.Match.From, r.from = pat, m
-		}
-	}
-	return ok && len(fs) > 0
-}
-
-// pattern compiles "~regexp" or takes pat as an exact URI user.
-func (d *decoder) pattern(n *yaml.Node, what, pat string) (*matcher, bool) {
-	if pat == "" {
-		d.Errorf(n, "%s: empty; want a URI user (exact) or ~ and a regular expression", what)
-		return nil, false
-	}
-	expr, isRE := strings.CutPrefix(pat, "~")
-	if !isRE {
-		return &matcher{exact: pat}, true
-	}
-	re, err := regexp.Compile(expr)
-	if err != nil {
-		msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
-		d.Errorf(n, "%s: bad regular expression %q: %s; want Go RE2 syntax after the leading ~", what, expr, msg)
-		return nil, false
-	}
-	return &matcher{re: re}, true
 }
 
 func (d *decoder) target(n *yaml.Node, dir string) (Target, bool) {
@@ -284,6 +231,10 @@ func (d *decoder) target(n *yaml.Node, dir string) (Target, bool) {
 		optional("reason", &t.Reason)
 	case TypeAgent:
 		ok = d.agentTarget(&t, n, fs) && ok
+	case TypeRoom:
+		ok = d.roomTarget(&t, n, fs) && ok
+	case TypeTransfer:
+		ok = d.transferTarget(&t, n, fs) && ok
 	}
 	return t, ok
 }
@@ -312,7 +263,7 @@ func (d *decoder) defaultRoute(f yamlfile.Field, dir string) *Route {
 	}
 	t, ok := d.target(tf.Value, dir)
 	r := &Route{Name: defaultName, Line: f.Key.Line, Target: t}
-	ok = d.record(r, fs) && ok
+	ok = d.settings(r, fs) && ok
 	if !d.failure(r, fs, dir) || !ok {
 		return nil
 	}
