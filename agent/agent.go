@@ -16,6 +16,7 @@ type Call struct {
 	From   string
 	To     string
 	Route  string
+	Trunk  string            // the carrier trunk the call came in on; "" when none matched
 	Params map[string]string // the route's params, rendered for this call
 	Logger *slog.Logger      // the call's logger; nil: slog.Default()
 	// Headers looks up a header of the caller's INVITE (for params templates); may be nil.

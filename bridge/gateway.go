@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-voip/switchboard/agent"
 	"github.com/switchboard-voip/switchboard/bridge/cdr"
+	"github.com/switchboard-voip/switchboard/bridge/webroom"
 	"github.com/switchboard-voip/switchboard/dialplan"
 	"github.com/switchboard-voip/switchboard/media"
 	"github.com/switchboard-voip/switchboard/sip"
@@ -26,8 +27,10 @@ type Gateway struct {
 	metrics      *Metrics
 	recordings   string // directory for record: true routes
 	records      *cdr.Writer
+	rooms        *webroom.Hub // built-in rooms; nil: room targets with builtin fail to load
 
-	plan atomic.Pointer[plan]
+	plan   atomic.Pointer[plan]
+	trunks atomic.Pointer[Trunks] // outbound trunks that transfer targets dial through (forward.go)
 
 	mu       sync.Mutex
 	calls    map[*liveCall]struct{}
@@ -45,6 +48,8 @@ type Config struct {
 	RecordingsDir string
 	// Records keeps a call detail record of every call; nil keeps none.
 	Records *cdr.Writer
+	// Rooms hosts the rooms of room targets with builtin:.
+	Rooms *webroom.Hub
 }
 
 // plan is a dialplan with every route's target made ready to start.
@@ -53,26 +58,29 @@ type plan struct {
 	agents map[*dialplan.Route]agent.Agent
 }
 
-type liveCall struct {
-	cancel context.CancelCauseFunc
-}
-
 var errDrained = errors.New("gateway shutting down")
+
+// errMaxDuration ends a call that reached its route's max_duration.
+var errMaxDuration = errors.New("max duration")
 
 // New makes a gateway; SetPlan must be called before it takes calls.
 func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Gateway{
+	g := &Gateway{
 		ports:        cfg.Ports,
 		mediaTimeout: cfg.MediaTimeout,
 		log:          cfg.Logger,
 		metrics:      cfg.Metrics,
 		recordings:   cfg.RecordingsDir,
 		records:      cfg.Records,
+		rooms:        cfg.Rooms,
 		calls:        make(map[*liveCall]struct{}),
 	}
+	g.metrics.live.Store(g) // RTP counters of live calls are read at scrape time
+	g.metrics.ports.Store(cfg.Ports)
+	return g
 }
 
 // SetPlan prepares every route's target (prompts read, agents resolved) and
@@ -82,12 +90,13 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 	prompts := map[string]agent.Prompt{}
 	var errs []error
 	for _, r := range allRoutes(dp) {
-		a, err := prepareRoute(r, prompts) // targets.go
+		a, err := prepareRoute(r, prompts, g.rooms) // targets.go
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q (line %d): %w", r.Name, r.Line, err))
 			continue
 		}
 		if a != nil {
+			g.bindForwards(a) // forward.go
 			p.agents[r] = a
 		}
 	}
@@ -107,30 +116,33 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	rec := g.records.Begin(c.CallID(), c.From(), c.To())
 	defer rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{})
 
-	live, ctx, ok := g.track(c.Context())
+	live, ctx, ok := g.track(c, rec, start)
 	if !ok {
 		rec.Reject(503, "gateway draining")
-		g.finish(log, c.Reject(503, "Service Unavailable"), "rejected")
+		g.finish(log, nil, c.Reject(503, "Service Unavailable"), "rejected")
 		return
 	}
 	defer g.untrack(live)
 
 	p := g.plan.Load()
-	route, found := p.dp.Route(dialplan.CallInfo{To: c.To(), From: c.From()})
+	route, found := p.dp.Route(dialplan.CallInfo{To: c.To(), From: c.From(), Trunk: c.Trunk(),
+		Source: c.Source().Addr(), Header: c.Header, At: start})
 	if !found {
 		log.Info("no route", "status", 404)
 		rec.Reject(404, "no route")
-		g.finish(log, c.Reject(404, "Not Found"), "no_route")
+		g.finish(log, live, c.Reject(404, "Not Found"), "no_route")
 		return
 	}
 	log = log.With("route", route.Name)
 	rec.Route(route.Name, route.Target.Type, cdrTarget(route.Target))
-	g.metrics.stage.WithLabelValues("invite_to_route").Observe(time.Since(start).Seconds())
+	routed := time.Now()
+	live.routed(g.metrics, route.Name, route.Target.Type)
+	g.metrics.stage.WithLabelValues(stageInviteToRoute).Observe(routed.Sub(start).Seconds())
 
 	if route.Target.Type == "reject" {
 		log.Info("rejected by route", "status", route.Target.Status)
 		rec.Reject(route.Target.Status, "rejected by route: "+route.Target.Reason)
-		g.finish(log, c.Reject(route.Target.Status, route.Target.Reason), "rejected")
+		g.finish(log, live, c.Reject(route.Target.Status, route.Target.Reason), "rejected")
 		return
 	}
 
@@ -141,31 +153,46 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		Remote:          m.Remote,
 		Timeout:         g.mediaTimeout,
 		Logger:          log,
+		SRTP:            srtpKeys(m.SRTP),
 	})
 	if err != nil {
 		log.Warn("no media port", "err", err)
 		rec.Reject(503, "no media port: "+err.Error())
-		g.finish(log, c.Reject(503, "Service Unavailable"), "failed")
+		g.finish(log, live, c.Reject(503, "Service Unavailable"), "failed")
 		return
 	}
 	defer stream.Close()
+	live.setStream(stream, m.Codec.Name)
 
 	if err := c.Ringing(); err != nil {
 		log.Debug("180", "err", err)
 	}
+	ringing := time.Now()
 	var audio AudioStream = stream
 	var tap *recordingStream // records from answer on, when the route asks
 	if route.Record {
 		tap = &recordingStream{AudioStream: stream}
 		audio = tap
 	}
+	rtp1 := &firstRTP{AudioStream: audio, packets: func() uint64 { return stream.Stats().PacketsIn },
+		obs: g.metrics.stage.WithLabelValues(stageAnswerToRTP)} // stages.go
+	audio = rtp1
 	s := newSession(audio, log)
+	s.firstAudio = &firstAudio{obs: g.metrics.stage.WithLabelValues(stageAgentFirstAudio)}
+	live.update(func(i *CallInfo) { i.State = StateRinging })
 	s.sendDTMF = stream.SendDTMF
-	s.transfer = blindTransfer(ctx, c, s, log) // REFER to the caller's side (transfer.go)
+	agentCloser := &lateCloser{} // a bridged transfer hangs up the agent (b2bua.go)
+	// REFER to the caller's side, or bridging a second leg where REFER is not taken (transfer.go).
+	s.transfer = blindTransfer(ctx, c, s, log, g.bridgeTransfer(ctx, c, s, agentCloser.close, log),
+		route.TransferMethod == dialplan.TransferBridge) // transfer_method: bridge skips the REFER
 	// Runs while the caller hears ringing: bots connect (within their connect
 	// timeout) and fallbacks are tried before the call is answered.
+	connecting := time.Now()
 	as, err := p.agents[route].Start(ctx, agent.Call{ID: c.CallID(), From: c.From(), To: c.To(), Route: route.Name,
-		Logger: log, Headers: c.Header}, s)
+		Trunk: c.Trunk(), Logger: log, Headers: c.Header}, s)
+	if err == nil {
+		g.metrics.stage.WithLabelValues(stageAgentConnect).Observe(time.Since(connecting).Seconds())
+	}
 	if err != nil {
 		status, reason := failStatus(err)
 		log.Warn("every target failed before answer", "status", status, "err", err)
@@ -174,28 +201,39 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		} else {
 			rec.Reject(status, "target failed: "+err.Error())
 		}
-		g.finish(log, c.Reject(status, reason), "failed")
+		g.finish(log, live, c.Reject(status, reason), "failed")
 		return
 	}
 	defer as.Close()
+	agentCloser.set(as)
 
+	// The route's ring time counts from the 180; the target connected meanwhile.
+	if wait := route.Ring - time.Since(ringing); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
 	if err := c.Answer(stream.LocalAddr()); err != nil {
 		if c.Context().Err() != nil {
 			by, cause := c.EndCause()
 			log.Info("call ended before answer", "by", by, "cause", cause)
 			rec.End(by, cause, cancelStatus(cause), cdr.Quality{})
-			g.metrics.callsTotal.WithLabelValues("cancelled").Inc()
+			g.count(live, "cancelled")
 			return
 		}
 		log.Warn("answer failed", "err", err)
 		rec.End(cdr.ByGateway, "answer failed: "+err.Error(), 0, cdr.Quality{})
-		g.metrics.callsTotal.WithLabelValues("failed").Inc()
+		g.count(live, "failed")
 		return
 	}
 	answered := time.Now()
 	rec.Answered()
-	g.metrics.stage.WithLabelValues("route_to_answer").Observe(answered.Sub(start).Seconds())
-	g.metrics.callsTotal.WithLabelValues("answered").Inc()
+	rtp1.answered = answered // before the session runs: it reads it on the call's clock
+	s.firstAudio.answer(answered)
+	live.update(func(i *CallInfo) { i.State, i.Answer = StateUp, answered })
+	g.metrics.stage.WithLabelValues(stageRouteToAnswer).Observe(answered.Sub(routed).Seconds())
+	g.count(live, "answered")
 	log.Info("answered", "local_rtp", stream.LocalAddr(), "remote_rtp", m.Remote, "codec", m.Codec.Name)
 	g.startRecording(tap, c.CallID(), stream.Rate(), log)
 	if tap != nil && tap.rec != nil {
@@ -203,7 +241,15 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	}
 
 	go s.relayDTMF(ctx, g.metrics, stream.DTMF(), c.DTMF()) // ends with the call (dtmf.go)
-	by, cause := s.run(ctx, as)
+	// Hold, resume and codec changes by re-INVITE or UPDATE (hold.go).
+	go followMedia(ctx, c.MediaChanges(), m, stream, log)
+	runCtx := ctx
+	if route.MaxDuration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeoutCause(ctx, route.MaxDuration, errMaxDuration)
+		defer cancel()
+	}
+	by, cause := s.run(runCtx, as)
 	if c.Context().Err() != nil {
 		by, cause = c.EndCause()
 	} else if err := c.Hangup(cause); err != nil {
@@ -221,25 +267,38 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 }
 
 // finish counts a call that ended before answer.
-func (g *Gateway) finish(log *slog.Logger, err error, result string) {
+func (g *Gateway) finish(log *slog.Logger, l *liveCall, err error, result string) {
 	if err != nil {
 		log.Warn("final response", "err", err)
 	}
-	g.metrics.callsTotal.WithLabelValues(result).Inc()
+	g.count(l, result)
 }
 
-// track registers a call for drain; it fails once the gateway is draining.
-func (g *Gateway) track(parent context.Context) (*liveCall, context.Context, bool) {
+// count adds a call to switchboard_calls_total under its trunk and route (nil: neither known).
+func (g *Gateway) count(l *liveCall, result string) {
+	var trunk, route string
+	if l != nil {
+		trunk, route = l.labels()
+	}
+	g.metrics.callsTotal.WithLabelValues(trunk, route, result).Inc()
+}
+
+// track registers a call for drain, the admin API and metrics; it fails once
+// the gateway is draining.
+func (g *Gateway) track(c *sip.InboundCall, rec *cdr.Call, start time.Time) (*liveCall, context.Context, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.draining {
 		return nil, nil, false
 	}
-	ctx, cancel := context.WithCancelCause(parent)
-	l := &liveCall{cancel: cancel}
+	ctx, cancel := context.WithCancelCause(c.Context())
+	l := &liveCall{cancel: cancel, info: CallInfo{ID: c.CallID(), RecordID: rec.ID(), From: c.From(), To: c.To(),
+		Trunk: c.Trunk(), State: StateRouting, Start: start}}
+	rec.Trunk(c.Trunk())
 	g.calls[l] = struct{}{}
 	g.wg.Add(1)
 	g.metrics.callsActive.Inc()
+	g.metrics.routeActive.WithLabelValues(l.labels()).Inc()
 	return l, ctx, true
 }
 
@@ -247,8 +306,12 @@ func (g *Gateway) untrack(l *liveCall) {
 	l.cancel(nil)
 	g.mu.Lock()
 	delete(g.calls, l)
+	if l.stream != nil {
+		g.metrics.rtp.add(l.stream.Stats()) // under g.mu: never counted both live and ended
+	}
 	g.mu.Unlock()
 	g.metrics.callsActive.Dec()
+	g.metrics.routeActive.WithLabelValues(l.labels()).Dec()
 	g.wg.Done()
 }
 
@@ -304,7 +367,12 @@ func cdrQuality(st media.Stats, q media.Quality) cdr.Quality {
 
 // cdrTarget names a route's target in its call record: the agent, bot URL or prompt file.
 func cdrTarget(t dialplan.Target) string {
-	for _, s := range []string{t.URL, t.Agent, t.File} {
+	if r := t.Room; r != nil && r.LiveKit != nil {
+		return "livekit " + r.LiveKit.URL
+	} else if r != nil && r.Builtin != nil {
+		return "builtin room"
+	}
+	for _, s := range []string{t.URL, t.Agent, t.File, t.To} {
 		if s != "" {
 			return s
 		}
@@ -319,4 +387,12 @@ func allRoutes(dp *dialplan.Plan) []*dialplan.Route {
 		rs = append(rs[:len(rs):len(rs)], d)
 	}
 	return rs
+}
+
+// srtpKeys hands the SDES keys sip negotiated to the media stream; nil is plain RTP.
+func srtpKeys(k *sip.SRTP) *media.SRTP {
+	if k == nil {
+		return nil
+	}
+	return &media.SRTP{Local: k.Local, Remote: k.Remote}
 }

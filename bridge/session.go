@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voip/switchboard/agent"
@@ -32,6 +33,13 @@ type session struct {
 	// them before the session starts. nil: not possible on this call.
 	sendDTMF func(digits string) error
 	transfer func(target string) error
+	// firstAudio times the agent's first audio after answer (stages.go); nil: not timed.
+	firstAudio *firstAudio
+
+	// switchTo replaces the agent by a second leg (b2bua.go); from then on
+	// bridged is set and the old agent's controls are ignored.
+	switchTo chan legSwitch
+	bridged  atomic.Bool
 
 	mu         sync.Mutex
 	resamplers map[int]*pcm.Resampler // by source rate; agents stream at a steady rate
@@ -41,17 +49,22 @@ type session struct {
 func newSession(stream AudioStream, log *slog.Logger) *session {
 	rate := stream.Rate()
 	return &session{
-		stream: stream,
-		rate:   rate,
-		queue:  newPlayout(rate * 2), // grows if an agent bursts more than 2 s ahead
-		log:    log,
-		hangup: make(chan string, 1),
-		events: make(chan agent.Event, 32),
+		stream:   stream,
+		rate:     rate,
+		queue:    newPlayout(rate * 2), // grows if an agent bursts more than 2 s ahead
+		log:      log,
+		hangup:   make(chan string, 1),
+		switchTo: make(chan legSwitch),
+		events:   make(chan agent.Event, 32),
 	}
 }
 
 // Play implements agent.Controls.
 func (s *session) Play(samples []int16, rate int) {
+	if s.bridged.Load() {
+		return // the caller is bridged to a second leg: the agent is gone
+	}
+	s.firstAudio.audio()
 	if rate == s.rate || rate == 0 {
 		s.queue.Push(samples)
 		return
@@ -83,6 +96,10 @@ func (s *session) Queued() time.Duration {
 
 // Hangup implements agent.Controls.
 func (s *session) Hangup(reason string) {
+	if s.bridged.Load() {
+		s.log.Debug("agent hang-up after a bridged transfer ignored", "reason", reason)
+		return
+	}
 	select {
 	case s.hangup <- reason:
 	default: // one hang-up is enough
@@ -129,6 +146,7 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 	out := make([]int16, n)
 	var due []string
 	first := true
+	var legDone <-chan struct{} // a bridged second leg ended (b2bua.go)
 
 	// The clock is the wall clock, not the ticker: a tick the scheduler was
 	// late for is caught up, so the caller gets 50 frames a second under load.
@@ -143,6 +161,13 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 			return byGateway, s.stream.Err().Error()
 		case reason := <-s.hangup:
 			return byAgent, reason
+		case sw := <-s.switchTo:
+			s.bridged.Store(true)
+			as, legDone = sw.target, sw.done
+			s.queue.Clear()
+			continue
+		case <-legDone:
+			return byAgent, "transfer target hung up"
 		case e := <-s.events:
 			as.Event(e)
 			continue

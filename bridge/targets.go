@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/switchboard-voip/switchboard/agent"
+	"github.com/switchboard-voip/switchboard/bridge/webroom"
 	"github.com/switchboard-voip/switchboard/dialplan"
 	"github.com/switchboard-voip/switchboard/media/pcm"
 )
@@ -31,13 +32,13 @@ var protocolAgents = map[string]func(t dialplan.Target) (agent.Agent, error){
 
 // prepareRoute makes a route's targets ready to start: its target and then
 // its fallbacks, tried in order. nil for a route that rejects the call.
-func prepareRoute(r *dialplan.Route, prompts map[string]agent.Prompt) (agent.Agent, error) {
+func prepareRoute(r *dialplan.Route, prompts map[string]agent.Prompt, rooms *webroom.Hub) (agent.Agent, error) {
 	if r.Target.Type == dialplan.TypeReject {
 		return nil, nil
 	}
 	c := &chain{failStatus: r.FailStatus}
 	for i, t := range append([]dialplan.Target{r.Target}, r.Fallback...) {
-		a, err := prepareTarget(t, prompts)
+		a, err := prepareTarget(t, prompts, rooms)
 		if err != nil {
 			if i > 0 {
 				err = fmt.Errorf("fallback %d: %w", i, err)
@@ -50,7 +51,7 @@ func prepareRoute(r *dialplan.Route, prompts map[string]agent.Prompt) (agent.Age
 }
 
 // prepareTarget makes one target ready to start; nil agent for reject.
-func prepareTarget(t dialplan.Target, prompts map[string]agent.Prompt) (agent.Agent, error) {
+func prepareTarget(t dialplan.Target, prompts map[string]agent.Prompt, rooms *webroom.Hub) (agent.Agent, error) {
 	switch t.Type {
 	case dialplan.TypeEcho:
 		return agent.Echo{}, nil
@@ -81,6 +82,15 @@ func prepareTarget(t dialplan.Target, prompts map[string]agent.Prompt) (agent.Ag
 		return mk(t)
 	case dialplan.TypeReject:
 		return nil, nil
+	case dialplan.TypeRoom:
+		if t.Room.Builtin != nil {
+			return builtinRoom(t.Room.Builtin, rooms)
+		}
+		if t.Room.LiveKit != nil {
+			return newLiveKitRoom(t.Room.LiveKit) // livekit.go
+		}
+	case dialplan.TypeTransfer:
+		return &forward{target: t}, nil // forward.go; SetPlan binds it to the gateway
 	}
 	return nil, fmt.Errorf("target type %q is not supported yet", t.Type)
 }
@@ -96,6 +106,8 @@ func describe(t dialplan.Target) string {
 		return "play " + t.File
 	case t.Type == dialplan.TypeReject:
 		return fmt.Sprintf("reject %d", t.Status)
+	case t.Type == dialplan.TypeTransfer:
+		return "transfer " + t.To
 	}
 	return t.Type
 }
@@ -166,7 +178,8 @@ func (c *chain) Start(ctx context.Context, call agent.Call, ctl agent.Controls) 
 	if status == 0 {
 		status = 503
 	}
-	return nil, &rejectError{status: status, err: errors.Join(errs...)}
+	status, reason := forwardStatus(errs, status) // a failed forward leg's own status (forward.go)
+	return nil, &rejectError{status: status, reason: reason, err: errors.Join(errs...)}
 }
 
 // chainSession is the running step of a chain. Audio and Event go to the
@@ -302,4 +315,21 @@ func openaiAgent(t dialplan.Target) (agent.Agent, error) {
 		return nil, fmt.Errorf("openai-realtime: environment variable %s (api_key_env) is not set", env)
 	}
 	return agent.NewOpenAIRealtime(o)
+}
+
+// builtinRoom puts each call into the hosted room its name template renders to.
+func builtinRoom(b *dialplan.BuiltinRoom, rooms *webroom.Hub) (agent.Agent, error) {
+	if rooms == nil {
+		return nil, errors.New("built-in rooms are not enabled on this gateway")
+	}
+	return rooms.Agent(func(c agent.Call) (string, error) {
+		name, err := dialplan.Render(b.Name, dialplan.CallData{From: c.From, To: c.To, CallID: c.ID, Route: c.Route, Headers: c.Headers})
+		if err != nil {
+			return "", fmt.Errorf("room name: %w", err)
+		}
+		if !webroom.ValidName(name) {
+			return "", fmt.Errorf("room name %q: %w", name, webroom.ErrBadName)
+		}
+		return name, nil
+	}), nil
 }
