@@ -7,7 +7,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 20m
 # from also linking libopusfile. Exported, so the e2e tests' own `go build` gets it too.
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nolibopusfile)
 
-.PHONY: run build test deps deps-run vet fuzz bench clean
+.PHONY: run build test deps deps-run vet fuzz bench soak clean
 
 run: deps-run build
 	./$(BIN) run -c $(CONFIG)
@@ -34,6 +34,11 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 		echo "== $$fn ./$$pkg for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/; done
+
+# 10,000 short sipp calls; goroutines, fds, RTP ports and the live heap must come back
+# (docs/benchmarks.md, "Soak"). `make test` runs a 1,000-call version.
+soak: deps
+	SWITCHBOARD_SOAK=1 $(GO) test -count=1 -timeout 15m -run '^TestSoak$$' -v ./cmd/switchboard/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -14,6 +14,10 @@ if [ "$mode" = test ]; then
 	want sip-tester baresip-core sox espeak-ng iproute2
 	# PostgreSQL binaries: the CDR tests run their own throwaway server (initdb on a temp dir)
 	want postgresql
+	# SIP scanners the abuse tests point at the gateway (svmap, svwar, svcrack), 127.0.0.1 only
+	want sipvicious
+	# headless Chromium joins the built-in WebRTC room (cmd/switchboard/webroom_test.go); ~1 min
+	want chromium
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -32,4 +36,17 @@ command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)" >&
 if [ "$mode" = test ] && command -v npm >/dev/null; then
 	dir="$(dirname "$0")/../examples/twilio-echo-node"
 	[ -d "$dir/node_modules/ws" ] || (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# livekit-server for the LiveKit room tests (cmd/switchboard/livekit_test.go),
+# built once into .cache/bin (ignored by git). v1.13.5: later versions carry
+# replace directives that `go install` refuses. About 75 s.
+if [ "$mode" = test ]; then
+	lkbin="$(cd "$(dirname "$0")/.." && pwd)/.cache/bin"
+	if [ ! -x "$lkbin/livekit-server" ]; then
+		echo "building livekit-server v1.13.5 into $lkbin"
+		mkdir -p "$lkbin/tmp"
+		GOBIN="$lkbin/tmp" GOFLAGS= go install github.com/livekit/livekit-server/cmd/server@v1.13.5
+		mv "$lkbin/tmp/server" "$lkbin/livekit-server" && rmdir "$lkbin/tmp"
+	fi
 fi

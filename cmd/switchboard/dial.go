@@ -24,7 +24,7 @@ func runDial(args []string) error {
 	transport := fs.String("transport", "udp", "SIP transport: udp or tcp")
 	codec := fs.String("codec", "PCMU", "codec to offer: PCMU, PCMA, G722 or opus")
 	rtpIP := fs.String("rtp-ip", "127.0.0.1", "local IP for RTP")
-	rtpPorts := fs.String("rtp-ports", "20000-20999", "local RTP port range")
+	rtpPorts := fs.String("rtp-ports", "40000-49999", "local RTP port range")
 	verbose := fs.Bool("v", false, "log SIP and media details")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {

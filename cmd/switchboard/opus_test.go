@@ -4,7 +4,6 @@ package main
 // module) and our own dialler, both against the echo route.
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,40 +18,11 @@ import (
 // the WAV of what baresip heard and its output.
 func baresipCodecCall(t testing.TB, uri, module, codec, wavIn string, seconds int) (heard, output string) {
 	t.Helper()
-	needTool(t, "baresip")
-	if _, err := os.Stat("/usr/lib/baresip/modules/" + module); err != nil {
-		t.Fatalf("baresip's %s module is missing: %v", module, err)
+	heard, output = runBaresip(t, baresipOpts{uri: uri, codec: codec, module: module, wav: wavIn, seconds: seconds})
+	if heard == "" {
+		t.Fatalf("baresip recorded nothing; its output:\n%s", output)
 	}
-	dir := t.TempDir()
-	port := freePort(t)
-	cfg := fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
-audio_player alsa,null
-audio_source aufile,%s
-audio_alert alsa,null
-module_path /usr/lib/baresip/modules
-module stdio.so
-module %s
-module aufile.so
-module alsa.so
-module sndfile.so
-module_app account.so
-module_app menu.so
-snd_path %s
-`, port, wavIn, module, dir)
-	must(t, os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o644))
-	acct := fmt.Sprintf("<sip:probe@127.0.0.1:%d>;regint=0;audio_codecs=%s\n", port, codec)
-	must(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o644))
-	out, err := runTool(t, time.Duration(seconds+15)*time.Second, dir, "baresip",
-		"-4", "-n", "127.0.0.1", "-f", dir, "-e", "/dial "+uri, "-t", fmt.Sprint(seconds))
-	if err != nil {
-		t.Logf("baresip: %v\n%s", err, out)
-	}
-	dumps, _ := filepath.Glob(filepath.Join(dir, "dump-*-dec.wav"))
-	if len(dumps) == 0 {
-		t.Fatalf("baresip recorded nothing; its output:\n%s", out)
-	}
-	return dumps[0], out
+	return heard, output
 }
 
 // writeStereoTone writes a 16-bit stereo WAV with the tone in both channels:

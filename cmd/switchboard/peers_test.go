@@ -3,6 +3,7 @@ package main
 // Real SIP peers driven by the tests: baresip (a softphone) and sipp.
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -76,44 +77,82 @@ func toneSpan(s []int16, rate int) []int16 {
 	return s[first:last]
 }
 
-// baresipCall dials uri from baresip, sending wavIn, and returns the path of
-// the WAV of what baresip heard (recorded by its sndfile module).
-func baresipCall(t testing.TB, uri, codec, wavIn string, seconds int) string {
+// baresipOpts is one baresip call: what it dials and sends, and how it is set up.
+type baresipOpts struct {
+	uri        string
+	codec      string // audio_codecs of the account, e.g. "PCMU", "opus"
+	module     string // codec module; g711.so when empty
+	wav        string // what baresip sends
+	seconds    int
+	uriParams  string   // after the account's host:port, e.g. ";transport=tls"
+	acctParams string   // more account parameters, e.g. ";mediaenc=srtp-mand"
+	modules    []string // more modules, e.g. "srtp.so"
+	config     string   // more config lines
+}
+
+// runBaresip places one call from baresip and returns the WAV of what it heard
+// (recorded by its sndfile module; "" if none) and its output. freePort can
+// lose its port to another process before baresip binds it (baresip exits 98),
+// so that is retried on a fresh port.
+func runBaresip(t testing.TB, o baresipOpts) (heard, out string) {
 	t.Helper()
 	needTool(t, "baresip")
-	dir := t.TempDir()
-	port := freePort(t)
-	cfg := fmt.Sprintf(`poll_method epoll
+	if o.module == "" {
+		o.module = "g711.so"
+	}
+	if _, err := os.Stat("/usr/lib/baresip/modules/" + o.module); err != nil {
+		t.Fatalf("baresip's %s module is missing: %v", o.module, err)
+	}
+	for attempt := 0; ; attempt++ {
+		dir := t.TempDir()
+		port := freePort(t)
+		mods := append([]string{o.module}, o.modules...)
+		cfg := fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
 audio_player alsa,null
 audio_source aufile,%s
 audio_alert alsa,null
 module_path /usr/lib/baresip/modules
 module stdio.so
-module g711.so
 module aufile.so
 module alsa.so
 module sndfile.so
+module %s
 module_app account.so
 module_app menu.so
 snd_path %s
-`, port, wavIn, dir)
-	must(t, os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o644))
-	acct := fmt.Sprintf("<sip:probe@127.0.0.1:%d>;regint=0;audio_codecs=%s\n", port, codec)
-	must(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o644))
-	out, err := runTool(t, time.Duration(seconds+15)*time.Second, dir, "baresip",
-		"-4", "-n", "127.0.0.1", "-f", dir, "-e", "/dial "+uri, "-t", fmt.Sprint(seconds))
-	if err != nil {
-		t.Logf("baresip: %v\n%s", err, out)
+%s`, port, o.wav, strings.Join(mods, "\nmodule "), dir, o.config)
+		must(t, os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o644))
+		acct := fmt.Sprintf("<sip:probe@127.0.0.1:%d%s>;regint=0;audio_codecs=%s%s\n", port, o.uriParams, o.codec, o.acctParams)
+		must(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o644))
+		start := time.Now()
+		var err error
+		out, err = runTool(t, time.Duration(o.seconds+15)*time.Second, dir, "baresip",
+			"-4", "-n", "127.0.0.1", "-f", dir, "-e", "/dial "+o.uri, "-t", fmt.Sprint(o.seconds))
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 98 && time.Since(start) < 2*time.Second && attempt < 3 {
+			continue // its SIP port was taken meanwhile
+		}
+		if err != nil {
+			t.Logf("baresip: %v", err)
+		}
+		dumps, _ := filepath.Glob(filepath.Join(dir, "dump-*-dec.wav"))
+		if len(dumps) > 0 {
+			heard = dumps[0]
+		}
+		return heard, out
 	}
-	dumps, _ := filepath.Glob(filepath.Join(dir, "dump-*-dec.wav"))
-	if len(dumps) == 0 {
+}
+
+// baresipCall dials uri from baresip, sending wavIn in codec, and returns the
+// path of the WAV of what baresip heard.
+func baresipCall(t testing.TB, uri, codec, wavIn string, seconds int) string {
+	t.Helper()
+	heard, out := runBaresip(t, baresipOpts{uri: uri, codec: codec, wav: wavIn, seconds: seconds})
+	if heard == "" {
 		t.Fatalf("baresip recorded nothing; its output:\n%s", out)
 	}
-	if !strings.Contains(out, "established") {
-		t.Logf("baresip output:\n%s", out)
-	}
-	return dumps[0]
+	return heard
 }
 
 // sippDir makes a working folder for sipp with the pcap folder its built-in

@@ -24,6 +24,9 @@ type Config struct {
 	Log          Log
 	Recordings   Recordings
 	CDR          CDR
+	API          API
+	Rooms        Rooms
+	Trunks       []Trunk // carriers in and out (trunks.go)
 }
 
 // SIP is the signalling side.
@@ -32,6 +35,7 @@ type SIP struct {
 	AdvertiseIP netip.Addr // in SDP c=/o= and Contact; always set: the listen IP when not configured
 	Codecs      []string   // preference order, from "PCMU", "PCMA", "G722", "opus"
 	UserAgent   string     // "" sends no User-Agent header
+	SRTP        string     // SDES-SRTP where a listener does not say: "off", "optional" (default), "required"
 
 	MaxCalls     int  // new INVITEs beyond this many calls get 503; 0 = no limit
 	RateLimit    int  // SIP messages a second from one source IP before the rest are dropped; 0 = no limit
@@ -41,8 +45,10 @@ type SIP struct {
 
 // Listen is one SIP socket.
 type Listen struct {
-	Transport string // "udp" or "tcp"
+	Transport string // "udp", "tcp" or "tls"
 	Addr      netip.AddrPort
+	Cert, Key string // tls: PEM files, resolved against the config file's directory, loaded once at parse
+	SRTP      string // "off", "optional", "required"; "" takes SIP.SRTP
 }
 
 // RTP is the media side.
@@ -69,6 +75,14 @@ type CDR struct {
 	Node   string // this gateway's name in the records; "" means the host name
 }
 
+// Rooms are the WebRTC rooms Switchboard hosts (room targets with builtin:),
+// served at /rooms/<name> on the HTTP listener.
+type Rooms struct {
+	ICEIP      netip.Addr // the address browsers send media to; 0.0.0.0: every non-loopback interface
+	UDPPortMin int        // ICE UDP ports; both 0: any
+	UDPPortMax int
+}
+
 // Log configures the process logger.
 type Log struct {
 	Level  slog.Level
@@ -77,7 +91,7 @@ type Log struct {
 
 // Allowed values, in the order error messages list them.
 var (
-	transports = []string{"udp", "tcp"}
+	transports = []string{"udp", "tcp", "tls"}
 	codecs     = []string{"PCMU", "PCMA", "G722", "opus"}
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
@@ -101,6 +115,7 @@ func Default() *Config {
 			AdvertiseIP: lo,
 			Codecs:      []string{"opus", "PCMU", "PCMA"},
 			UserAgent:   "switchboard",
+			SRTP:        "optional",
 
 			DropScanners: true,
 		},
@@ -111,6 +126,7 @@ func Default() *Config {
 		Log:          Log{Level: slog.LevelInfo, Format: "text"},
 		Recordings:   Recordings{Dir: "recordings"},
 		CDR:          CDR{Driver: "sqlite", DSN: "switchboard-cdr.db"},
+		Rooms:        Rooms{ICEIP: lo},
 	}
 }
 
@@ -128,7 +144,7 @@ func Load(path string) (*Config, error) {
 // Parse validates a config; name is used in errors and dir resolves a relative
 // dialplan path. An empty document is all defaults.
 func Parse(name string, data []byte, dir string) (*Config, error) {
-	d := &decoder{yamlfile.Decoder{File: name}}
+	d := &decoder{Decoder: yamlfile.Decoder{File: name}, dir: dir}
 	root, ok := d.Document(data)
 	if !ok {
 		return nil, d.Err()

@@ -24,6 +24,7 @@ func TestDefault(t *testing.T) {
 			AdvertiseIP:  lo,
 			Codecs:       []string{"opus", "PCMU", "PCMA"},
 			UserAgent:    "switchboard",
+			SRTP:         "optional",
 			DropScanners: true,
 		},
 		RTP:          RTP{IP: lo, PortMin: 10000, PortMax: 10999, Timeout: 30 * time.Second},
@@ -33,6 +34,7 @@ func TestDefault(t *testing.T) {
 		Log:          Log{Level: slog.LevelInfo, Format: "text"},
 		Recordings:   Recordings{Dir: "recordings"},
 		CDR:          CDR{Driver: "sqlite", DSN: "switchboard-cdr.db"},
+		Rooms:        Rooms{ICEIP: lo},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -132,19 +134,19 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"syntax", "sip:\n  user_agent: a: b\n", []string{"2: YAML syntax: mapping values are not allowed"}},
 		{"second document", "sip: {}\n---\nrtp: {}\n", []string{"2:1: a second YAML document"}},
-		{"not a mapping", "- sip\n", []string{"1:1: config: want a mapping with keys sip, rtp, http, dialplan, drain_timeout, log, recordings, cdr, got a list"}},
+		{"not a mapping", "- sip\n", []string{"1:1: config: want a mapping with keys sip, rtp, http, dialplan, drain_timeout, log, recordings, cdr, "}},
 		{"unknown top key", "sip: {}\nmedia: {}\n", []string{`2:1: config: unknown key "media"; allowed: sip, rtp, http, dialplan, drain_timeout, log`}},
 		{"duplicate key", "rtp: {}\nrtp: {}\n", []string{`2:1: config: duplicate key "rtp" (first at line 1)`}},
-		{"section wrong type", "sip: [a]\n", []string{"1:6: sip: want a mapping with keys listen, advertise_ip, codecs, user_agent, max_calls, rate_limit, rate_burst, drop_scanners, got a list"}},
+		{"section wrong type", "sip: [a]\n", []string{"1:6: sip: want a mapping with keys listen, advertise_ip, codecs, user_agent, max_calls, rate_limit, rate_burst, drop_scanners, srtp, got a list"}},
 		{"unknown sip key", "sip:\n  codec: [PCMU]\n", []string{`2:3: sip: unknown key "codec"; allowed: listen, advertise_ip, codecs, user_agent, max_calls`}},
 		{"abuse limits", "sip:\n  max_calls: -1\n  rate_limit: lots\n  drop_scanners: yes please\n", []string{
 			"2:14: sip.max_calls: -1 is negative", "3:15: sip.rate_limit:", "4:18: sip.drop_scanners: want true or false"}},
-		{"listen not a list", "sip:\n  listen: 127.0.0.1:5060\n", []string{`2:11: sip.listen: want a list of {transport: udp|tcp, addr: host:port}, got "127.0.0.1:5060"`}},
+		{"listen not a list", "sip:\n  listen: 127.0.0.1:5060\n", []string{`2:11: sip.listen: want a list of {transport: udp|tcp|tls, addr: host:port}, got "127.0.0.1:5060"`}},
 		{"listen empty", "sip:\n  listen: []\n", []string{"2:11: sip.listen: empty"}},
-		{"listen bad transport", "sip:\n  listen:\n    - {transport: tls, addr: 127.0.0.1:5061}\n",
-			[]string{`3:19: sip.listen.transport: "tls" is not allowed; allowed: udp, tcp`}},
+		{"listen bad transport", "sip:\n  listen:\n    - {transport: sctp, addr: 127.0.0.1:5061}\n",
+			[]string{`3:19: sip.listen.transport: "sctp" is not allowed; allowed: udp, tcp, tls`}},
 		{"listen missing transport", "sip:\n  listen:\n    - addr: 127.0.0.1:5060\n",
-			[]string{"3:7: sip.listen: entry is missing transport; allowed: udp, tcp"}},
+			[]string{"3:7: sip.listen: entry is missing transport; allowed: udp, tcp, tls"}},
 		{"listen missing addr", "sip:\n  listen:\n    - transport: udp\n",
 			[]string{"3:7: sip.listen: entry is missing addr"}},
 		{"listen unknown key", "sip:\n  listen:\n    - {transport: udp, addr: 127.0.0.1:5060, port: 1}\n",

@@ -19,13 +19,14 @@ import (
 // through StrOrEmpty: a null value ("advertise_ip:") is "".
 type decoder struct {
 	yamlfile.Decoder
+	dir string // the config file's directory, for relative paths (tls.go)
 }
 
 func (d *decoder) config(c *Config, n *yaml.Node) {
 	if n == nil {
 		return // empty file: all defaults
 	}
-	keys := []string{"sip", "rtp", "http", "dialplan", "drain_timeout", "log", "recordings", "cdr"}
+	keys := []string{"sip", "rtp", "http", "dialplan", "drain_timeout", "log", "recordings", "cdr", "rooms", "api", "trunks"}
 	fs, ok := d.Mapping(n, "config", "a mapping with keys "+strings.Join(keys, ", "), keys)
 	if !ok {
 		return
@@ -53,8 +54,14 @@ func (d *decoder) config(c *Config, n *yaml.Node) {
 			d.log(&c.Log, f.Value)
 		case "recordings":
 			d.recordings(&c.Recordings, f.Value)
+		case "api":
+			d.api(&c.API, f.Value)
 		case "cdr":
 			d.cdr(&c.CDR, f.Value)
+		case "rooms":
+			d.rooms(&c.Rooms, f.Value) // rooms.go
+		case "trunks":
+			c.Trunks = d.trunks(f.Value) // trunks.go
 		}
 	}
 }
@@ -72,7 +79,7 @@ func (d *decoder) section(n *yaml.Node, what string, keys []string) yamlfile.Fie
 func (d *decoder) sip(s *SIP, n *yaml.Node) {
 	var listenNodes []*yaml.Node // addr value per listen entry, for the advertise_ip checks
 	advertiseSet := false
-	for _, f := range d.section(n, "sip", []string{"listen", "advertise_ip", "codecs", "user_agent", "max_calls", "rate_limit", "rate_burst", "drop_scanners"}) {
+	for _, f := range d.section(n, "sip", []string{"listen", "advertise_ip", "codecs", "user_agent", "max_calls", "rate_limit", "rate_burst", "drop_scanners", "srtp"}) {
 		switch f.Name {
 		case "listen":
 			s.Listen, listenNodes = d.listen(f.Value)
@@ -94,6 +101,10 @@ func (d *decoder) sip(s *SIP, n *yaml.Node) {
 			}
 		case "codecs":
 			s.Codecs = d.codecs(f.Value)
+		case "srtp":
+			if v, ok := d.oneOf(f.Value, "sip.srtp", srtpModes); ok {
+				s.SRTP = v
+			}
 		case "user_agent":
 			if v, ok := d.StrOrEmpty(f.Value, "sip.user_agent"); ok {
 				s.UserAgent = v
@@ -156,7 +167,7 @@ func (d *decoder) listen(n *yaml.Node) ([]Listen, []*yaml.Node) {
 	)
 	for _, item := range n.Content {
 		item = yamlfile.Resolve(item)
-		fs, ok := d.Mapping(item, "sip.listen", "a mapping {transport: udp|tcp, addr: host:port}", []string{"transport", "addr"})
+		fs, ok := d.Mapping(item, "sip.listen", "a mapping {transport: udp|tcp|tls, addr: host:port}", []string{"transport", "addr", "cert", "key", "srtp"})
 		if !ok {
 			continue
 		}
@@ -180,6 +191,9 @@ func (d *decoder) listen(n *yaml.Node) ([]Listen, []*yaml.Node) {
 			valid = false
 		} else {
 			l.Addr = ap
+		}
+		if valid && !d.listenSecurity(&l, fs, item) {
+			valid = false
 		}
 		if !valid {
 			continue

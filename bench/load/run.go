@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// callResult is one call as the caller saw it.
+type callResult struct {
+	ID          int     `json:"id"`
+	Error       string  `json:"error,omitempty"`
+	SetupMs     float64 `json:"setup_ms"`
+	Sent        uint32  `json:"sent"`
+	Received    uint32  `json:"received"`
+	Matched     uint32  `json:"matched"` // sent packets whose marker came back
+	Lost        uint32  `json:"lost"`    // sent - matched
+	Dup         uint32  `json:"dup"`
+	Unmarked    uint32  `json:"unmarked"` // returned packets without a marker (silence, concealment)
+	SeqGaps     uint32  `json:"seq_gaps"` // missing sequence numbers in the returned stream
+	JitterP99   float64 `json:"jitter_p99_ms"`
+	JitterMax   float64 `json:"jitter_max_ms"`
+	JitterMaxAt uint32  `json:"jitter_max_at_packet"`
+	RTTP50      float64 `json:"rtt_p50_ms"`
+	RTTP99      float64 `json:"rtt_p99_ms"`
+	RTTMax      float64 `json:"rtt_max_ms"`
+	GatewayBye  bool    `json:"gateway_bye,omitempty"`
+	Missing     []int   `json:"missing,omitempty"` // the first lost packet indices
+}
+
+// result is the whole run.
+type result struct {
+	Route       string  `json:"route"`
+	Calls       int     `json:"calls"`
+	Established int     `json:"established"`
+	Failed      int     `json:"failed"`
+	HoldS       float64 `json:"hold_s"`
+	RampRate    float64 `json:"ramp_calls_per_s"`
+	LoadAvg     string  `json:"loadavg_at_start"`
+
+	Sent      uint64  `json:"packets_sent"`
+	Received  uint64  `json:"packets_received"`
+	Matched   uint64  `json:"packets_matched"`
+	Lost      uint64  `json:"packets_lost"`
+	LossPct   float64 `json:"loss_pct"`
+	SeqGaps   uint64  `json:"seq_gaps"`
+	Unmarked  uint64  `json:"unmarked"`
+	JitterP50 float64 `json:"jitter_p50_ms"`
+	JitterP99 float64 `json:"jitter_p99_ms"`
+	JitterMax float64 `json:"jitter_max_ms"`
+	RTTP50    float64 `json:"rtt_p50_ms"`
+	RTTP99    float64 `json:"rtt_p99_ms"`
+	RTTMax    float64 `json:"rtt_max_ms"`
+	SetupP50  float64 `json:"setup_p50_ms"`
+	SetupP99  float64 `json:"setup_p99_ms"`
+
+	CPUSeconds        float64        `json:"gateway_cpu_s"`            // over the hold
+	CPUPerCallPct     float64        `json:"gateway_cpu_pct_per_call"` // % of one core per call
+	CPUTotalPct       float64        `json:"gateway_cpu_pct"`          // % of one core, all calls
+	RSSBaselineKB     int64          `json:"gateway_rss_idle_kb"`
+	RSSLoadedKB       int64          `json:"gateway_rss_loaded_kb"`
+	RSSPerCallKB      float64        `json:"gateway_rss_per_call_kb"`
+	GoroutinesIdle    int            `json:"gateway_goroutines_idle"`
+	GoroutinesLoaded  int            `json:"gateway_goroutines_loaded"`
+	GoroutinesPerCall float64        `json:"gateway_goroutines_per_call"`
+	SendLateP99       float64        `json:"sender_late_p99_ms"` // this tool's own send jitter
+	SendLateMax       float64        `json:"sender_late_max_ms"`
+	ToolCPUPct        float64        `json:"load_tool_cpu_pct"` // this process (and its bot), % of one core over the hold
+	BotMedia          int64          `json:"bot_media_messages,omitempty"`
+	Errors            map[string]int `json:"errors,omitempty"`
+	PerCall           []callResult   `json:"per_call"`
+}
+
+func (r *result) summary() string {
+	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call goroutines=%.2f/call tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
+		r.Route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
+		r.RTTP50, r.RTTP99, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg)
+}
+
+type liveCall struct {
+	id    int
+	sip   *sipCall
+	media *mediaCall
+	res   callResult
+	bye   chan struct{}
+	once  sync.Once
+}
+
+func run(ctx context.Context, o options) (*result, error) {
+	res := &result{Route: o.route, Calls: o.calls, RampRate: o.rate, Errors: map[string]int{}}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAvg = strings.Join(strings.Fields(string(la))[:3], " ")
+	}
+	var bot *twilioBot
+	botURL := "ws://127.0.0.1:1/unused"
+	if o.route == "twilio" {
+		var err error
+		if bot, err = startBot(); err != nil {
+			return nil, err
+		}
+		defer bot.close()
+		botURL = bot.url
+	}
+	var g *gateway
+	if o.attach != "" {
+		g = &gateway{sip: o.attach, http: o.metrics, token: o.token, pid: o.pid}
+		if o.route == "twilio" {
+			log.Printf("attached: the gateway's twilio route must point at %s", botURL)
+		}
+	} else {
+		var err error
+		if g, err = startGateway(ctx, o, botURL); err != nil {
+			return nil, err
+		}
+		defer g.stop(!o.keep)
+		if o.keep {
+			log.Printf("gateway directory: %s", g.dir)
+		}
+	}
+	time.Sleep(time.Second) // settle before the idle sample
+	idle, err := g.sample()
+	if err != nil {
+		return nil, err
+	}
+
+	u, err := newUAC(g.sip)
+	if err != nil {
+		return nil, err
+	}
+	defer u.close()
+
+	ramp := time.Duration(float64(o.calls) / o.rate * float64(time.Second))
+	total := ramp + o.duration + 2*time.Second
+	maxPackets := int(total/ptime) + 100
+	base := time.Now()
+	snd := &sender{}
+	stopSend := make(chan struct{})
+	go snd.run(stopSend)
+	defer close(stopSend)
+
+	calls := make([]*liveCall, o.calls)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	interval := time.Duration(float64(time.Second) / o.rate)
+	for i := range calls {
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Until(base.Add(time.Duration(i) * interval)))
+		lc := &liveCall{id: i, bye: make(chan struct{}), res: callResult{ID: i}}
+		calls[i] = lc
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := lc.setup(ctx, u, o.route, maxPackets, base, snd); err != nil {
+				lc.res.Error = err.Error()
+				mu.Lock()
+				res.Errors[shortErr(err)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, lc := range calls {
+		if lc != nil && lc.sip != nil {
+			res.Established++
+		}
+	}
+	res.Failed = o.calls - res.Established
+	log.Printf("%d of %d calls up after %s; holding %s", res.Established, o.calls, time.Since(base).Round(time.Millisecond), o.duration)
+
+	// The hold: all calls up; CPU and memory over exactly this window.
+	time.Sleep(500 * time.Millisecond)
+	t0, _ := g.sample()
+	self0 := selfCPU()
+	profErr := make(chan error, 1)
+	if o.profile != "" {
+		go func() { profErr <- g.cpuProfile(int(o.duration.Seconds()), o.profile) }()
+	}
+	select {
+	case <-time.After(o.duration):
+	case <-ctx.Done():
+	}
+	t1, _ := g.sample()
+	self1 := selfCPU()
+	if o.profile != "" {
+		if err := <-profErr; err != nil {
+			log.Printf("cpu profile: %v", err)
+		}
+	}
+
+	// Stop sending and measuring, let the echo drain, then hang up at the ramp rate.
+	for _, lc := range calls {
+		if lc != nil && lc.media != nil {
+			lc.media.stop.Store(true)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, lc := range calls {
+		if lc != nil && lc.media != nil {
+			lc.media.quiet.Store(true)
+		}
+	}
+	var byeWG sync.WaitGroup
+	for _, lc := range calls {
+		if lc == nil || lc.sip == nil {
+			continue
+		}
+		time.Sleep(interval)
+		byeWG.Add(1)
+		go func() {
+			defer byeWG.Done()
+			lc.finish(ctx)
+		}()
+	}
+	byeWG.Wait()
+
+	// Figures.
+	var jit, rtt hist
+	var setups []float64
+	for _, lc := range calls {
+		if lc == nil {
+			continue
+		}
+		r := &lc.res
+		if lc.sip != nil {
+			setups = append(setups, r.SetupMs)
+		}
+		if m := lc.media; m != nil {
+			r.Sent, r.Received, r.Matched, r.Dup, r.Unmarked, r.SeqGaps = m.sent.Load(), m.received, m.matched, m.dup, m.unmarked, m.seqGaps
+			r.Lost = r.Sent - r.Matched
+			for k := range int(r.Sent) {
+				if m.seen[k/64]&(1<<(k%64)) == 0 && len(r.Missing) < 10 {
+					r.Missing = append(r.Missing, k)
+				}
+			}
+			r.JitterP99, r.JitterMax = m.jitter.quantile(0.99), ms(m.jitter.max)
+			r.JitterMaxAt = m.jitterMaxAt
+			r.RTTP50, r.RTTP99, r.RTTMax = m.rtt.quantile(0.5), m.rtt.quantile(0.99), ms(m.rtt.max)
+			jit.merge(&m.jitter)
+			rtt.merge(&m.rtt)
+			res.Sent += uint64(r.Sent)
+			res.Received += uint64(r.Received)
+			res.Matched += uint64(r.Matched)
+			res.Lost += uint64(r.Lost)
+			res.SeqGaps += uint64(r.SeqGaps)
+			res.Unmarked += uint64(r.Unmarked)
+		}
+		res.PerCall = append(res.PerCall, *r)
+	}
+	if res.Sent > 0 {
+		res.LossPct = 100 * float64(res.Lost) / float64(res.Sent)
+	}
+	res.JitterP50, res.JitterP99, res.JitterMax = jit.quantile(0.5), jit.quantile(0.99), ms(jit.max)
+	res.RTTP50, res.RTTP99, res.RTTMax = rtt.quantile(0.5), rtt.quantile(0.99), ms(rtt.max)
+	sort.Float64s(setups)
+	res.SetupP50, res.SetupP99 = pct(setups, 0.5), pct(setups, 0.99)
+	hold := t1.at.Sub(t0.at).Seconds()
+	res.HoldS = hold
+	res.CPUSeconds = (t1.cpu - t0.cpu).Seconds()
+	res.RSSBaselineKB, res.RSSLoadedKB = idle.rssKB, t1.rssKB
+	res.GoroutinesIdle, res.GoroutinesLoaded = idle.gorout, t1.gorout
+	if n := float64(res.Established); n > 0 && hold > 0 {
+		res.CPUTotalPct = 100 * res.CPUSeconds / hold
+		res.CPUPerCallPct = res.CPUTotalPct / n
+		res.RSSPerCallKB = float64(t1.rssKB-idle.rssKB) / n
+		res.GoroutinesPerCall = float64(t1.gorout-idle.gorout) / n
+	}
+	snd.mu.Lock()
+	res.SendLateP99, res.SendLateMax = snd.late.quantile(0.99), ms(snd.late.max)
+	snd.mu.Unlock()
+	if hold > 0 {
+		res.ToolCPUPct = 100 * (self1 - self0).Seconds() / hold
+	}
+	if bot != nil {
+		res.BotMedia = bot.media.Load()
+	}
+	return res, nil
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func pct(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
+}
+
+// setup opens the call's RTP socket, places the call and starts its media.
+func (lc *liveCall) setup(ctx context.Context, u *uac, route string, maxPackets int, base time.Time, snd *sender) error {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	_ = conn.SetReadBuffer(256 << 10)
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	c, err := u.invite(ctx, route, port, func() { lc.gatewayBye() })
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	lc.res.SetupMs = float64(c.setup.Microseconds()) / 1000
+	lc.sip = c
+	lc.media = newMediaCall(conn, c.remoteRTP, maxPackets, base)
+	go lc.media.receive()
+	snd.add(lc.media)
+	return nil
+}
+
+func (lc *liveCall) gatewayBye() {
+	lc.once.Do(func() { lc.res.GatewayBye = true; close(lc.bye) })
+}
+
+// finish sends our BYE (unless the gateway hung up first) and closes the media.
+func (lc *liveCall) finish(ctx context.Context) {
+	lc.media.stop.Store(true)
+	lc.media.quiet.Store(true)
+	select {
+	case <-lc.bye:
+	default:
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := lc.sip.bye(bctx); err != nil && !errors.Is(err, context.Canceled) {
+			lc.res.Error = "bye: " + err.Error()
+		}
+		cancel()
+	}
+	lc.media.conn.Close()
+	<-lc.media.done
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Call-setup rate: sipp's built-in `uac` scenario (INVITE, 200, ACK, 1 s pause,
+# BYE; no media) against the gateway's echo route at rising rates, each for
+# SECONDS seconds (-m bounds every run), until a run has a failed call. Prints
+# per rate the calls, failures and the INVITE-to-200 time (sipp's rtd) p50/p99,
+# then the highest rate with no failure. 127.0.0.1 only.
+#
+#   bench/setup_rate.sh [RATE ...]      (default 200 400 600 800 1000 1200)
+#   SECONDS=5 BIN=path/to/switchboard bench/setup_rate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(200 400 600 800 1000 1200)
+secs=${SECONDS_PER_RATE:-${SECONDS_:-5}}
+dir=$(mktemp -d /tmp/switchboard-setup-XXXXXX)
+trap 'kill "$gw" 2>/dev/null || true; wait "$gw" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
+ulimit -n "$(ulimit -Hn)"
+
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+	bin=$dir/switchboard
+	GOFLAGS=-tags=nolibopusfile go build -o "$bin" ./cmd/switchboard
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sip_port=$(free_port)
+http_port=$(free_port)
+uac_port=$(free_port)
+cat >"$dir/dialplan.yaml" <<EOF
+routes:
+  - name: echo
+    match: { to: echo }
+    target: { type: echo }
+default:
+  target: { type: echo }
+EOF
+cat >"$dir/switchboard.yaml" <<EOF
+sip:
+  listen:
+    - { transport: udp, addr: 127.0.0.1:$sip_port }
+  codecs: [PCMU, PCMA]
+rtp:
+  ip: 127.0.0.1
+  port_min: 20000
+  port_max: 29999
+  timeout: 10s
+http:
+  listen: 127.0.0.1:$http_port
+dialplan: dialplan.yaml
+drain_timeout: 2s
+cdr: { driver: sqlite, dsn: cdr.db }
+log:
+  level: ${LOG_LEVEL:-info}
+EOF
+(cd "$dir" && exec "$bin" run -c switchboard.yaml >gateway.log 2>&1) &
+gw=$!
+for _ in $(seq 100); do
+	curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break
+	sleep 0.1
+done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%6s %7s %7s %9s %9s %9s\n' rate calls failed p50_ms p99_ms max_ms
+best=0
+for rate in "${rates[@]}"; do
+	run=$dir/r$rate
+	mkdir -p "$run"
+	total=$((rate * secs))
+	(cd "$run" && timeout $((secs + 60)) sipp -sn uac -s echo "127.0.0.1:$sip_port" -i 127.0.0.1 -p "$uac_port" \
+		-r "$rate" -m "$total" -l $((rate * 3)) -d 1000 -recv_timeout 10000 -timeout $((secs + 50))s \
+		-nostdin -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 >sipp.out 2>&1) || true
+	read -r ok failed < <(python3 - "$run/stat.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
+h, last = rows[0], rows[-1]
+print(last[h.index('SuccessfulCall(C)')], last[h.index('FailedCall(C)')])
+PY
+)
+	read -r p50 p99 pmax < <(cat "$run"/*_rtt.csv 2>/dev/null | python3 -c '
+import sys
+v = sorted(float(l.split(";")[1]) for l in sys.stdin if l[:1].isdigit())
+q = lambda p: v[min(len(v) - 1, max(0, int(p * len(v) + 0.5) - 1))] if v else 0
+print("%.2f %.2f %.2f" % (q(0.5), q(0.99), v[-1] if v else 0))')
+	printf '%6s %7s %7s %9s %9s %9s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax"
+	if [ "$failed" != 0 ] || [ "$ok" != "$total" ]; then
+		break
+	fi
+	best=$rate
+	sleep 3 # let the last calls' BYEs and the gateway's RTP sockets go
+done
+echo "highest rate with no failed call: $best calls/s (calls of 1 s, ${secs} s per rate)"
