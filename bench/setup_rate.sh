@@ -6,7 +6,8 @@
 # then the highest rate with no failure. 127.0.0.1 only.
 #
 #   bench/setup_rate.sh [RATE ...]      (default 200 400 600 800 1000 1200)
-#   SECONDS=5 BIN=path/to/switchboard bench/setup_rate.sh
+#   SECONDS_PER_RATE=5 BIN=path/to/switchboard PROFILE_DIR=/tmp bench/setup_rate.sh
+# PROFILE_DIR: a CPU profile of the gateway over each rate's run (setup-RATE.pprof).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rates=("$@")
@@ -48,9 +49,11 @@ http:
 dialplan: dialplan.yaml
 drain_timeout: 2s
 cdr: { driver: sqlite, dsn: cdr.db }
+api: { token_env: SWITCHBOARD_LOAD_TOKEN }
 log:
   level: ${LOG_LEVEL:-info}
 EOF
+export SWITCHBOARD_LOAD_TOKEN=setup-rate-token
 (cd "$dir" && exec "$bin" run -c switchboard.yaml >gateway.log 2>&1) &
 gw=$!
 for _ in $(seq 100); do
@@ -64,6 +67,11 @@ for rate in "${rates[@]}"; do
 	run=$dir/r$rate
 	mkdir -p "$run"
 	total=$((rate * secs))
+	if [ -n "${PROFILE_DIR:-}" ]; then
+		curl -fs -H "Authorization: Bearer $SWITCHBOARD_LOAD_TOKEN" -o "$PROFILE_DIR/setup-$rate.pprof" \
+			"http://127.0.0.1:$http_port/debug/pprof/profile?seconds=$((secs + 1))" &
+		prof=$!
+	fi
 	(cd "$run" && timeout $((secs + 60)) sipp -sn uac -s echo "127.0.0.1:$sip_port" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -m "$total" -l $((rate * 3)) -d 1000 -recv_timeout 10000 -timeout $((secs + 50))s \
 		-nostdin -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 >sipp.out 2>&1) || true
@@ -79,6 +87,7 @@ import sys
 v = sorted(float(l.split(";")[1]) for l in sys.stdin if l[:1].isdigit())
 q = lambda p: v[min(len(v) - 1, max(0, int(p * len(v) + 0.5) - 1))] if v else 0
 print("%.2f %.2f %.2f" % (q(0.5), q(0.99), v[-1] if v else 0))')
+	[ -z "${prof:-}" ] || wait "$prof" || true
 	printf '%6s %7s %7s %9s %9s %9s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax"
 	if [ "$failed" != 0 ] || [ "$ok" != "$total" ]; then
 		break

@@ -20,7 +20,9 @@ const (
 	syncB       = 0x02
 	markerBytes = 8 // syncA, syncB, then the 24-bit packet index as six nibbles 0x20+n
 	histStep    = 100 * time.Microsecond
-	histBuckets = 2000 // 0 .. 200 ms; the last bucket holds everything above
+	histFine    = 2000 // 0 .. 200 ms in histStep buckets
+	histCoarse  = 10 * time.Millisecond
+	histBuckets = histFine + 1000 // then 200 ms .. 10.2 s in histCoarse buckets; the last holds everything above
 )
 
 // Each packet's audio is a marker (a sync pair and the packet's index, in
@@ -76,8 +78,8 @@ func (h *hist) add(d time.Duration) {
 		d = -d
 	}
 	i := int(d / histStep)
-	if i >= histBuckets {
-		i = histBuckets - 1
+	if i >= histFine {
+		i = min(histFine+int((d-histFine*histStep)/histCoarse), histBuckets-1)
 	}
 	h.n[i]++
 	h.max = max(h.max, d)
@@ -109,8 +111,11 @@ func (h *hist) quantile(q float64) float64 {
 	for i, v := range h.n {
 		c += uint64(v)
 		if c >= want {
-			if i == histBuckets-1 {
+			switch {
+			case i == histBuckets-1:
 				return ms(h.max)
+			case i >= histFine:
+				return ms(histFine*histStep + time.Duration(i-histFine+1)*histCoarse)
 			}
 			return ms(time.Duration(i+1) * histStep)
 		}
