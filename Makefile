@@ -15,9 +15,11 @@ run: deps-run build
 build:
 	$(GO) build -o $(BIN) ./cmd/switchboard
 
-test: deps
-	$(GO) vet ./...
+test: deps vet
 	$(GO) test $(GOFLAGS_TEST) ./...
+
+vet:
+	$(GO) vet ./...
 
 deps:
 	scripts/install-deps.sh test
