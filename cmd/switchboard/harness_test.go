@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,10 +43,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// rtpBase hands each gateway in the test binary its own RTP port range.
-var rtpBase atomic.Int32
+// rtpRanges hands each gateway in the test binary its own RTP port range,
+// from 31000 up; past 46000 it starts again (the gateways of earlier tests
+// are gone, and a port still taken is skipped by the pool).
+var rtpRanges struct {
+	sync.Mutex
+	next int
+}
 
-func init() { rtpBase.Store(31000) }
+const rtpRangeLow, rtpRangeHigh = 31000, 46000
+
+func rtpRange(ports int) (min, max int) {
+	rtpRanges.Lock()
+	defer rtpRanges.Unlock()
+	if rtpRanges.next < rtpRangeLow || rtpRanges.next+ports*2 > rtpRangeHigh {
+		rtpRanges.next = rtpRangeLow
+	}
+	min = rtpRanges.next
+	rtpRanges.next += ports*2 + 2
+	return min, min + ports*2 - 1
+}
 
 // freePort finds a port free for both UDP and TCP on 127.0.0.1.
 func freePort(t testing.TB) int {
@@ -127,7 +142,7 @@ func startGateway(t testing.TB, o gwOptions) *gateway {
 
 	sipPort := freePort(t)
 	httpPort := freePort(t)
-	rtpMin := int(rtpBase.Add(int32(o.rtpPorts*2+2))) - o.rtpPorts*2 - 2
+	rtpMin, rtpMax := rtpRange(o.rtpPorts)
 	cfg := fmt.Sprintf(`sip:
   listen:
     - { transport: udp, addr: 127.0.0.1:%d }
@@ -143,7 +158,7 @@ dialplan: dialplan.yaml
 drain_timeout: %s
 log:
   level: debug
-%s`, sipPort, sipPort, o.sipExtra, rtpMin, rtpMin+o.rtpPorts*2-1, o.mediaTimeout, httpPort, o.drain, o.extra)
+%s`, sipPort, sipPort, o.sipExtra, rtpMin, rtpMax, o.mediaTimeout, httpPort, o.drain, o.extra)
 	cfgPath := filepath.Join(dir, "switchboard.yaml")
 	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 

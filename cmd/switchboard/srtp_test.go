@@ -18,14 +18,15 @@ import (
 	"time"
 )
 
-// capture runs tshark on loopback for UDP in the harness's RTP port ranges until
-// the returned stop is called; stop returns the pcap path.
-func capture(t *testing.T) (stop func() string) {
+// capture runs tshark on loopback for UDP to and from the gateway's RTP ports
+// until the returned stop is called; stop returns the pcap path.
+func capture(t *testing.T, g *gateway) (stop func() string) {
 	t.Helper()
 	needTool(t, "tshark")
 	path := filepath.Join(t.TempDir(), "rtp.pcap")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, "tshark", "-i", "lo", "-f", "udp portrange 31000-39999", "-w", path)
+	ports := "udp portrange " + g.configValue("port_min") + "-" + g.configValue("port_max")
+	cmd := exec.CommandContext(ctx, "tshark", "-i", "lo", "-f", ports, "-w", path)
 	stderr, err := cmd.StderrPipe()
 	must(t, err)
 	must(t, cmd.Start())
@@ -129,7 +130,7 @@ func TestSRTPEchoCall(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(g.logs.String())
-			stop := capture(t)
+			stop := capture(t, g)
 			heard, out := secureCall(t, tc.uri, tc.uriParams, ";mediaenc=srtp-mand", tc.cfg, tone, 6)
 			pcap := stop()
 			if !strings.Contains(out, "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)") {
