@@ -110,7 +110,7 @@ func BenchmarkWriteFrame(b *testing.B) {
 }
 
 // loopbackPath returns one frame sent by one Stream and received by another over
-// real sockets, reader goroutine included; it waits for the packet to arrive. It is
+// real sockets, the socket poll included; it polls until the packet arrives. It is
 // for the allocation check, not for timing: the wait is a polling sleep.
 func loopbackPath(tb testing.TB, minPort int) func() {
 	pool, err := NewPortPool(loopback, minPort, minPort+9)
@@ -134,7 +134,7 @@ func loopbackPath(tb testing.TB, minPort int) func() {
 		if err := tx.WriteFrame(in, false); err != nil {
 			tb.Fatal(err)
 		}
-		for deadline := time.Now().Add(time.Second); rx.stats.packetsIn.Load() < want; time.Sleep(10 * time.Microsecond) {
+		for deadline := time.Now().Add(time.Second); rx.stats.packetsIn.Load() < want; rx.poll(time.Now()) {
 			if time.Now().After(deadline) {
 				tb.Fatalf("packet lost on loopback: %+v", rx.Stats())
 			}
@@ -158,7 +158,7 @@ func TestPacketPathAllocs(t *testing.T) {
 		"receive PCMA": receivePath(t, PCMA, 48590),
 		"send":         sendPath(t, 48600, false),
 		"write":        sendPath(t, 48620, true),
-		"loopback":     loopbackPath(t, 48660), // allocation counts are process-wide: this includes the reader goroutine
+		"loopback":     loopbackPath(t, 48660), // the socket poll (recvmmsg) included
 	}
 	for name, step := range paths {
 		for range 100 { // warm up: slot buffers grow once

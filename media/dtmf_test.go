@@ -150,7 +150,7 @@ func TestDTMFReceive(t *testing.T) {
 			from := netip.MustParseAddrPort("127.0.0.1:5004")
 			now := time.Now()
 			for _, e := range tc.pkts {
-				s.receive(e.packet(t), from, now)
+				deliver(s, e.packet(t), from, now)
 			}
 			if got := received(s); got != tc.want {
 				t.Errorf("digits %q, want %q", got, tc.want)
@@ -166,7 +166,7 @@ func TestDTMFReceiveIgnoredWithoutNegotiation(t *testing.T) {
 	pool := newTestPool(t, 45060)
 	s := openStream(t, pool, StreamConfig{Codec: PCMU}) // no telephone-event in SDP
 	for _, e := range press(1, 1000, 5, 3, true) {
-		s.receive(e.packet(t), netip.MustParseAddrPort("127.0.0.1:5004"), time.Now())
+		deliver(s, e.packet(t), netip.MustParseAddrPort("127.0.0.1:5004"), time.Now())
 	}
 	if got := received(s); got != "" {
 		t.Errorf("digits %q from a payload type never negotiated", got)
@@ -177,7 +177,7 @@ func TestDTMFReceiveShortPayload(t *testing.T) {
 	pool := newTestPool(t, 45120)
 	s := openStream(t, pool, StreamConfig{Codec: PCMU, DTMFPayloadType: testDTMFPT})
 	pkt := ev{seq: 1, ts: 1, code: 5}.packet(t)
-	s.receive(pkt[:len(pkt)-1], netip.MustParseAddrPort("127.0.0.1:5004"), time.Now())
+	deliver(s, pkt[:len(pkt)-1], netip.MustParseAddrPort("127.0.0.1:5004"), time.Now())
 	if got := received(s); got != "" {
 		t.Errorf("digit %q from a 3-byte payload", got)
 	}
@@ -438,11 +438,11 @@ func TestDTMFZeroAllocs(t *testing.T) {
 	for i, e := range pkts {
 		raw[i] = e.packet(t)
 	}
-	s.receive(raw[0], from, time.Now())
+	deliver(s, raw[0], from, time.Now())
 	i := 1
 	now := time.Now()
 	if a := testing.AllocsPerRun(len(raw)-2, func() {
-		s.receive(raw[i], from, now)
+		deliver(s, raw[i], from, now)
 		i++
 		if i%40 == 0 { // the bridge drains digits as they come
 			for len(s.DTMF()) > 0 {
@@ -486,7 +486,7 @@ func BenchmarkDTMFReceive(b *testing.B) {
 		if i%8 == 0 { // a new key press every 8 packets
 			binary.BigEndian.PutUint32(pkt[4:], uint32(i)*160)
 		}
-		s.receive(pkt, from, now)
+		deliver(s, pkt, from, now)
 		if i%8 == 0 {
 			<-s.DTMF()
 		}

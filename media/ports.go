@@ -3,7 +3,6 @@ package media
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 )
@@ -53,14 +52,10 @@ func (p *PortPool) Size() int { return (p.max-(p.min+p.min&1))/2 + 1 }
 
 // bind takes the first port in the queue that binds. A port that fails (another
 // process holds it) goes to the back and the next is tried.
-func (p *PortPool) bind() (*net.UDPConn, int, error) {
+func (p *PortPool) bind() (*udpSocket, int, error) {
 	p.mu.Lock()
 	tries := len(p.free)
 	p.mu.Unlock()
-	network := "udp4"
-	if p.ip.Is6() {
-		network = "udp6"
-	}
 	var lastErr error
 	for range tries {
 		p.mu.Lock()
@@ -73,7 +68,7 @@ func (p *PortPool) bind() (*net.UDPConn, int, error) {
 		p.inUse++ // held while we try, so InUse never undercounts
 		p.mu.Unlock()
 
-		conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port))))
+		conn, err := listenUDP(p.ip, port)
 		if err == nil {
 			return conn, port, nil
 		}

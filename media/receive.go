@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/pion/rtp"
@@ -20,63 +19,74 @@ const (
 	rtpHeaderMin = 12
 )
 
-// receiver is the reader goroutine's state; nothing else touches it.
+// receiver is the receive side's state; only poll touches it, under pollMu.
 type receiver struct {
-	buf     []byte
-	hdr     rtp.Header // reused: Unmarshal keeps its CSRC and extension slices
-	latched bool
-	source  netip.AddrPort // latched source address
-	ssrc    uint32         // latched SSRC
-	lastRTP time.Time      // last valid RTP, for the media timeout and re-latching
-	dtmf    dtmfReceiver   // RFC 4733 events to digits
+	onPkt    func(pkt []byte, from netip.AddrPort, at time.Time) // s.receive, bound once
+	polled   bool
+	hdr      rtp.Header // reused: Unmarshal keeps its CSRC and extension slices
+	latched  bool
+	source   netip.AddrPort // latched source address
+	ssrc     uint32         // latched SSRC
+	lastRTP  time.Time      // last valid RTP, for the media timeout and re-latching
+	timedOut bool
+	rtcpAt   time.Time    // next RTCP poll
+	dtmf     dtmfReceiver // RFC 4733 events to digits
 }
 
-func (r *receiver) init() {
-	r.buf = make([]byte, maxDatagram)
-	r.lastRTP = time.Now()
+// pollLimit bounds the datagrams one poll takes; a larger backlog waits a tick.
+const pollLimit = 64
+
+// rtcpPollEvery is how often a poll also looks at the RTCP socket: reports
+// come every few seconds, and their arrival times are the kernel's anyway.
+const rtcpPollEvery = 100 * time.Millisecond
+
+func (s *Stream) initReceiver() {
+	r := &s.rx
 	r.dtmf.init()
+	r.onPkt = s.receive
 }
 
-// readLoop receives until the socket is closed or the media timeout fires. The
-// timeout is a read deadline moved only when it expires, not per packet.
-func (s *Stream) readLoop() {
-	defer close(s.readerDone)
+// poll takes what the sockets hold and runs the stream's timers (media
+// timeout, RTCP). The clock that reads frames polls, just before it reads, so
+// no goroutine waits on a call's sockets.
+func (s *Stream) poll(now time.Time) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	r := &s.rx
+	if !r.polled {
+		r.polled = true
+		r.lastRTP = now // the timeout counts from the first poll: a leg may ring before it is read
+		r.rtcpAt = now.Add(rtcpPollEvery)
+	}
+	if err := s.conn.drain(now, pollLimit, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("rtp read", "err", err) // transient (e.g. ICMP-induced); the socket stays usable
+	}
+	s.checkTimeout(now)
+	if !now.Before(r.rtcpAt) {
+		r.rtcpAt = now.Add(rtcpPollEvery)
+		s.pollRTCP(now)
+	}
+}
+
+// checkTimeout ends the stream when no RTP came for the timeout. A held
+// caller sends nothing, so hold pauses it and unhold restarts it.
+func (s *Stream) checkTimeout(now time.Time) {
+	r := &s.rx
 	timeout := s.cfg.Timeout
-	if timeout > 0 {
-		s.conn.SetReadDeadline(s.rx.lastRTP.Add(timeout))
+	if timeout <= 0 || r.timedOut || s.held.Load() {
+		return
 	}
-	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(s.rx.buf)
-		if err != nil {
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded) && timeout > 0:
-				if s.held.Load() { // no timeout on hold: a held caller sends nothing
-					s.conn.SetReadDeadline(time.Now().Add(timeout))
-					continue
-				}
-				if r := time.Unix(0, s.resumed.Load()); r.After(s.rx.lastRTP) {
-					s.rx.lastRTP = r // taken off hold: the timeout starts again
-				}
-				if time.Since(s.rx.lastRTP) >= timeout {
-					s.log.Info("rtp timeout", "after", timeout.String(), "remote", s.Remote().String())
-					s.finish(ErrMediaTimeout)
-					return
-				}
-				s.conn.SetReadDeadline(s.rx.lastRTP.Add(timeout))
-			case errors.Is(err, net.ErrClosed):
-				return
-			default:
-				// Transient (e.g. ICMP-induced); the socket is still usable.
-				s.log.Debug("rtp read", "err", err)
-				time.Sleep(time.Millisecond) // never spin on a persistent error
-			}
-			continue
-		}
-		s.receive(s.rx.buf[:n], from, time.Now())
+	if res := time.Unix(0, s.resumed.Load()); res.After(r.lastRTP) {
+		r.lastRTP = res
+	}
+	if now.Sub(r.lastRTP) >= timeout {
+		r.timedOut = true
+		s.log.Info("rtp timeout", "after", timeout.String(), "remote", s.Remote().String())
+		s.finish(ErrMediaTimeout)
 	}
 }
 
-// receive takes one datagram. Anything that is not usable RTP is counted and
+// receive takes one datagram that arrived at now. Anything that is not usable RTP is counted and
 // dropped; it must never panic whatever the bytes.
 func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 	// Cheap checks first: pion's error paths allocate, garbage should not.

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,12 +32,13 @@ const (
 // rtcpSession is one Stream's RTCP endpoint on the odd port above its RTP port:
 // it sends SR/RR+SDES on a randomised 5 s interval and reads the peer's reports.
 type rtcpSession struct {
-	conn     *net.UDPConn // nil: the odd port was taken, the stream runs without RTCP
+	conn     *udpSocket // nil: the odd port was taken, the stream runs without RTCP
 	cname    string
-	clock    int64         // RTP clock rate, for jitter in timestamp units
-	interval time.Duration // rtcpInterval when the stream opened
-	epoch    time.Time     // arrival times are measured from here, in RTP units
-	done     chan struct{}
+	clock    int64                                               // RTP clock rate, for jitter in timestamp units
+	interval time.Duration                                       // rtcpInterval when the stream opened
+	epoch    time.Time                                           // arrival times are measured from here, in RTP units
+	onPkt    func(pkt []byte, from netip.AddrPort, at time.Time) // s.rtcpDatagram, bound once
+	next     time.Time                                           // our next report; poll's
 
 	rx rxStats
 
@@ -90,12 +90,8 @@ func (r *senderReportState) noteSent(pkt []byte, now time.Time) {
 }
 
 // listenRTCP binds the odd port above an RTP port.
-func (p *PortPool) listenRTCP(rtpPort int) (*net.UDPConn, error) {
-	network := "udp4"
-	if p.ip.Is6() {
-		network = "udp6"
-	}
-	return net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(rtpPort+1))))
+func (p *PortPool) listenRTCP(rtpPort int) (*udpSocket, error) {
+	return listenUDP(p.ip, rtpPort+1)
 }
 
 func (r *rtcpSession) init(clock uint32) {
@@ -103,7 +99,6 @@ func (r *rtcpSession) init(clock uint32) {
 	r.interval = rtcpInterval
 	r.epoch = time.Now()
 	r.cname = fmt.Sprintf("switchboard-%08x@switchboard", rand.Uint32())
-	r.done = make(chan struct{})
 }
 
 // update takes one valid RTP packet from the latched source. Jitter counts audio
@@ -211,37 +206,34 @@ func jitterInterval(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
 }
 
-// rtcpLoop reads the peer's RTCP and sends our reports; one goroutine, whose
-// read deadline is the next report time.
-func (s *Stream) rtcpLoop() {
+// pollRTCP takes the peer's reports from the RTCP socket and sends ours when
+// one is due. It runs in poll, every rtcpPollEvery.
+func (s *Stream) pollRTCP(now time.Time) {
 	r := &s.rtcp
-	defer close(r.done)
-	buf := make([]byte, maxDatagram)
-	next := time.Now().Add(jitterInterval(r.interval / 2)) // §6.2: the first report comes after half the interval
-	for {
-		r.conn.SetReadDeadline(next)
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-		now := time.Now()
-		if err != nil {
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				if err := s.sendReport(now, false); err != nil {
-					s.log.Debug("rtcp send", "err", err)
-				}
-				next = now.Add(jitterInterval(r.interval))
-			case errors.Is(err, net.ErrClosed):
-				return
-			default:
-				s.log.Debug("rtcp read", "err", err)
-				time.Sleep(time.Millisecond) // never spin on a persistent error
-			}
-			continue
-		}
-		if pkt, ok := s.openRTCP(buf[:n]); ok {
-			s.receiveRTCP(pkt, from, now)
-		} else {
-			r.malformed.Add(1)
-		}
+	if r.conn == nil {
+		return
+	}
+	if err := r.conn.drain(now, 16, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("rtcp read", "err", err)
+	}
+	if r.next.IsZero() {
+		r.next = now.Add(jitterInterval(r.interval / 2)) // §6.2: the first report comes after half the interval
+	}
+	if now.Before(r.next) {
+		return
+	}
+	r.next = now.Add(jitterInterval(r.interval))
+	if err := s.sendReport(now, false); err != nil {
+		s.log.Debug("rtcp send", "err", err)
+	}
+}
+
+// rtcpDatagram takes one datagram from the RTCP socket.
+func (s *Stream) rtcpDatagram(pkt []byte, from netip.AddrPort, at time.Time) {
+	if pkt, ok := s.openRTCP(pkt); ok {
+		s.receiveRTCP(pkt, from, at)
+	} else {
+		s.rtcp.malformed.Add(1)
 	}
 }
 
@@ -326,7 +318,7 @@ func (s *Stream) sendReport(now time.Time, bye bool) error {
 		}
 		to = netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
 	}
-	if _, err := r.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+	if err := r.conn.sendTo(pkt, to); err != nil {
 		return err
 	}
 	r.out.Add(1)
@@ -365,7 +357,7 @@ func (s *Stream) buildReport(now time.Time, bye bool) ([]byte, error) {
 	return s.secureRTCP(rtcp.Marshal(pkts))
 }
 
-// closeRTCP sends a final report with BYE, then stops the RTCP goroutine.
+// closeRTCP sends a final report with BYE and closes the RTCP socket.
 func (s *Stream) closeRTCP() {
 	r := &s.rtcp
 	if r.conn == nil {
@@ -375,7 +367,6 @@ func (s *Stream) closeRTCP() {
 		s.log.Debug("rtcp bye", "err", err)
 	}
 	r.conn.Close()
-	<-r.done
 }
 
 // rtcpStats adds the RTCP-derived figures to st.
@@ -402,8 +393,8 @@ func (s *Stream) rtcpStats(st *Stats) {
 	st.Malformed += r.malformed.Load() // unusable RTCP counts with unusable RTP
 }
 
-// startRTCP binds the odd port above the stream's RTP port and starts the RTCP
-// goroutine. Without that port the call still works, without reports.
+// startRTCP binds the odd port above the stream's RTP port; poll serves it.
+// Without that port the call still works, without reports.
 func (s *Stream) startRTCP(p *PortPool, clock uint32) {
 	s.rtcp.init(clock)
 	conn, err := p.listenRTCP(s.port)
@@ -412,5 +403,5 @@ func (s *Stream) startRTCP(p *PortPool, clock uint32) {
 		return
 	}
 	s.rtcp.conn = conn
-	go s.rtcpLoop()
+	s.rtcp.onPkt = s.rtcpDatagram
 }

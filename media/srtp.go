@@ -96,7 +96,7 @@ func (s *Stream) writeRTP(pkt []byte, remote netip.AddrPort) error {
 			return fmt.Errorf("media: SRTP protect: %w", err)
 		}
 	}
-	if _, err := s.conn.WriteToUDPAddrPort(pkt, remote); err != nil {
+	if err := s.conn.sendTo(pkt, remote); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return ErrStreamClosed
 		}

@@ -117,12 +117,12 @@ func TestSRTPRejectsUnauthenticated(t *testing.T) {
 	payload := bytes.Repeat([]byte{0x55}, 160)
 	now := time.Now()
 
-	s.receive(rtpPacket(t, 0, 1, 160, 7, payload), from, now) // plain RTP
+	deliver(s, rtpPacket(t, 0, 1, 160, 7, payload), from, now) // plain RTP
 	wrong, err := peerContext(t, srtpKey(t)).EncryptRTP(nil, rtpPacket(t, 0, 2, 320, 7, payload), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.receive(wrong, from, now)
+	deliver(s, wrong, from, now)
 	if st := s.Stats(); st.PacketsIn != 0 || st.Malformed != 2 || s.Remote().IsValid() {
 		t.Fatalf("unauthenticated packets were taken: %+v, remote %v", st, s.Remote())
 	}
@@ -132,8 +132,8 @@ func TestSRTPRejectsUnauthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	replay := append([]byte(nil), good...)
-	s.receive(good, from, now)
-	s.receive(replay, from, now)
+	deliver(s, good, from, now)
+	deliver(s, replay, from, now)
 	if st := s.Stats(); st.PacketsIn != 1 || st.Malformed != 3 {
 		t.Fatalf("after one good packet and its replay: %+v", st)
 	}

@@ -3,7 +3,6 @@ package media
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -23,10 +22,11 @@ type StreamConfig struct {
 	SRTP                 *SRTP // nil: plain RTP; else SRTP/SRTCP with these SDES keys (srtp.go)
 }
 
-// Stream is one call's RTP session on one UDP socket. A reader goroutine receives
-// into the jitter buffer; ReadFrame and WriteFrame run on the caller's 20 ms clock.
-// ReadFrame, WriteFrame, Stats, Done, Err and Close may be called from different
-// goroutines.
+// Stream is one call's RTP session on one UDP socket. No goroutine of its own
+// waits on the socket: ReadFrame, on the caller's 20 ms clock, first drains it
+// into the jitter buffer (and runs the media timeout and RTCP), then takes the
+// frame that is due. A stream that nobody reads receives nothing. ReadFrame,
+// WriteFrame, Stats, Done, Err and Close may be called from different goroutines.
 type Stream struct {
 	cfg   StreamConfig
 	codec PayloadCodec // guarded by tx.mu once open: Reconfigure may swap it
@@ -34,18 +34,18 @@ type Stream struct {
 	log   *slog.Logger
 	pool  *PortPool
 	port  int
-	conn  *net.UDPConn
+	conn  *udpSocket
 	local netip.AddrPort
 	stats counters
 
 	remoteMu sync.Mutex
 	remote   netip.AddrPort // where WriteFrame sends: SDP's address until RTP latches
 
-	// receive side: rx is touched only by the reader goroutine; jb and carry by
-	// whoever holds jbMu.
-	rx   receiver
-	jbMu sync.Mutex
-	jb   *jitterBuffer
+	// receive side: rx is touched only by poll, under pollMu; jb by whoever holds jbMu.
+	pollMu sync.Mutex
+	rx     receiver
+	jbMu   sync.Mutex
+	jb     *jitterBuffer
 
 	tx   sender
 	rtcp rtcpSession  // on the odd port above; conn nil if that port was taken
@@ -55,15 +55,15 @@ type Stream struct {
 	held    atomic.Bool   // on hold: nothing sent, no media timeout (SetHold)
 	resumed atomic.Int64  // unix ns of the last unhold: the timeout counts from there
 
-	readerDone chan struct{}
-	closeOnce  sync.Once
-	doneOnce   sync.Once
-	done       chan struct{}
-	errMu      sync.Mutex
-	err        error
+	closeOnce sync.Once
+	doneOnce  sync.Once
+	done      chan struct{}
+	errMu     sync.Mutex
+	err       error
 }
 
-// Open binds a free even port and starts receiving. The Stream holds the port until Close.
+// Open binds a free even port (and the odd one above for RTCP). The Stream
+// holds them until Close.
 func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 	c, err := newCodec(cfg.Codec)
 	if err != nil {
@@ -89,26 +89,24 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 	}
 	log = log.With("rtp_local", local.String())
 	s := &Stream{
-		cfg:        cfg,
-		codec:      c,
-		rate:       c.Rate(),
-		log:        log,
-		pool:       p,
-		port:       port,
-		conn:       conn,
-		local:      local,
-		remote:     unmapAddrPort(cfg.Remote),
-		jb:         newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
-		readerDone: make(chan struct{}),
-		done:       make(chan struct{}),
-		srtp:       sec,
+		cfg:    cfg,
+		codec:  c,
+		rate:   c.Rate(),
+		log:    log,
+		pool:   p,
+		port:   port,
+		conn:   conn,
+		local:  local,
+		remote: unmapAddrPort(cfg.Remote),
+		jb:     newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
+		done:   make(chan struct{}),
+		srtp:   sec,
 	}
 	s.audioPT.Store(uint32(cfg.Codec.PayloadType))
 	s.tx.init(cfg.Codec)
 	s.startRTCP(p, cfg.Codec.ClockRate)
-	s.rx.init()
+	s.initReceiver()
 	log.Debug("rtp stream open", "codec", cfg.Codec.Name, "remote", s.remote.String())
-	go s.readLoop()
 	return s, nil
 }
 
@@ -194,6 +192,7 @@ func (s *Stream) ReadFrame(dst []int16) bool {
 
 // readFrame is ReadFrame at an explicit time, for simulations.
 func (s *Stream) readFrame(dst []int16, now time.Time) bool {
+	s.poll(now)
 	s.jbMu.Lock()
 	defer s.jbMu.Unlock()
 	return s.jb.read(dst, now)
@@ -219,8 +218,8 @@ func (s *Stream) finish(err error) {
 	})
 }
 
-// Close stops the reader, closes the socket and returns the port to the pool. It is
-// idempotent and always returns nil.
+// Close sends RTCP BYE, closes the sockets and returns the port to the pool. It
+// is idempotent and always returns nil.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.tx.mu.Lock()
@@ -228,7 +227,6 @@ func (s *Stream) Close() error {
 		s.tx.mu.Unlock()
 		s.closeRTCP()
 		s.conn.Close()
-		<-s.readerDone
 		s.finish(ErrStreamClosed)
 		s.pool.release(s.port)
 		st := s.Stats()

@@ -37,7 +37,27 @@ func openStream(t *testing.T, pool *PortPool, cfg StreamConfig) *Stream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	keepPolling(t, s)
 	return s
+}
+
+// keepPolling stands in for the call's clock: it polls s every 2 ms, as the
+// bridge's frame clock does before each read, until the test ends.
+func keepPolling(t testing.TB, s *Stream) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				s.poll(time.Now())
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
 }
 
 // waitFor polls cond for up to 2 s.
@@ -249,7 +269,7 @@ func FuzzReceive(f *testing.F) {
 	from := netip.MustParseAddrPort("127.0.0.1:9")
 	frame := make([]int16, 160)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s.receive(b, from, time.Now())
+		deliver(s, b, from, time.Now())
 		s.ReadFrame(frame)
 	})
 }
@@ -422,12 +442,12 @@ func TestNewSSRCResetsReorder(t *testing.T) {
 	payload := make([]byte, 160)
 	now := time.Now()
 	for i := range 3 {
-		s.receive(rtpPacket(t, 0, uint16(30000+i), 0, 1, payload), from, now)
+		deliver(s, rtpPacket(t, 0, uint16(30000+i), 0, 1, payload), from, now)
 	}
 	frame := make([]int16, 160)
 	s.ReadFrame(frame)
 	for i := range 3 {
-		s.receive(rtpPacket(t, 0, uint16(10+i), 0, 2, payload), from, now)
+		deliver(s, rtpPacket(t, 0, uint16(10+i), 0, 2, payload), from, now)
 	}
 	for i := range 3 {
 		if !s.ReadFrame(frame) {
@@ -449,7 +469,7 @@ func TestReadFrameOtherPtime(t *testing.T) {
 	for i := range 6 {
 		payload := make([]byte, 240)
 		impl.Encode(payload, tone[240*i:240*(i+1)])
-		s.receive(rtpPacket(t, 0, uint16(i), uint32(240*i), 9, payload), from, time.Now())
+		deliver(s, rtpPacket(t, 0, uint16(i), uint32(240*i), 9, payload), from, time.Now())
 	}
 	var got []int16
 	frame := make([]int16, 160)
@@ -462,4 +482,12 @@ func TestReadFrameOtherPtime(t *testing.T) {
 	if e := sampleError(got, tone); e > 0.05 {
 		t.Errorf("audio differs by %.1f%%", 100*e)
 	}
+}
+
+// deliver hands s one datagram as its poll would, serialised with the
+// background poll of keepPolling.
+func deliver(s *Stream, pkt []byte, from netip.AddrPort, at time.Time) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	s.receive(pkt, from, at)
 }

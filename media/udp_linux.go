@@ -1,0 +1,212 @@
+package media
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// udpSocket is a media socket outside Go's network poller: the call's clock
+// polls it, so nothing waits on it and a datagram's arrival wakes no thread.
+// Receives take a batch per recvmmsg with the kernel's arrival times
+// (SO_TIMESTAMPNS); sends are one non-blocking sendto.
+type udpSocket struct {
+	mu     sync.RWMutex // I/O holds it shared, Close exclusively: the fd number is never reused under I/O
+	fd     int
+	closed bool
+	v6     bool
+
+	txMu sync.Mutex // the cached destination
+	to   netip.AddrPort
+	sa4  unix.SockaddrInet4
+	sa6  unix.SockaddrInet6
+}
+
+func listenUDP(ip netip.Addr, port int) (*udpSocket, error) {
+	family := unix.AF_INET
+	if ip.Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("media: socket: %w", err)
+	}
+	var sa unix.Sockaddr
+	if ip.Is6() {
+		sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16()}
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	} else {
+		sa = &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), Err: err}
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) // without it, the poll time stands in
+	return &udpSocket{fd: fd, v6: ip.Is6()}, nil
+}
+
+// Close is idempotent; it waits for I/O in progress.
+func (u *udpSocket) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	return unix.Close(u.fd)
+}
+
+// sendTo sends one datagram; a full socket buffer drops it (an error), it never blocks.
+func (u *udpSocket) sendTo(pkt []byte, to netip.AddrPort) error {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if u.closed {
+		return net.ErrClosed
+	}
+	u.txMu.Lock()
+	defer u.txMu.Unlock()
+	var sa unix.Sockaddr
+	if u.to != to {
+		u.to = to
+		a := to.Addr()
+		if u.v6 {
+			u.sa6 = unix.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
+		} else if a.Is4() || a.Is4In6() {
+			u.sa4 = unix.SockaddrInet4{Port: int(to.Port()), Addr: a.Unmap().As4()}
+		}
+	}
+	if u.v6 {
+		sa = &u.sa6
+	} else {
+		if !to.Addr().Unmap().Is4() {
+			return fmt.Errorf("media: IPv4 socket cannot send to %v", to)
+		}
+		sa = &u.sa4
+	}
+	for {
+		err := unix.Sendto(u.fd, pkt, 0, sa)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// rxBatchLen datagrams are taken per recvmmsg: a call's socket rarely holds
+// more than one or two packets at its tick, and a backlog drains in a few calls.
+const rxBatchLen = 8
+
+// mmsghdr is struct mmsghdr of recvmmsg(2); x/sys/unix does not define it.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
+}
+
+// rxBatch is the scratch of one recvmmsg, borrowed from rxBatches for one
+// drain, so that calls share a few batches rather than each holding one.
+type rxBatch struct {
+	msgs  [rxBatchLen]mmsghdr
+	iovs  [rxBatchLen]unix.Iovec
+	names [rxBatchLen]unix.RawSockaddrInet6
+	ctrl  [rxBatchLen][64]byte
+	bufs  [rxBatchLen][maxDatagram]byte
+}
+
+var ctrlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
+var rxBatches = sync.Pool{New: func() any {
+	b := new(rxBatch)
+	for i := range b.msgs {
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(maxDatagram)
+		h := &b.msgs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.Iovlen = 1
+		h.Control = &b.ctrl[i][0]
+	}
+	return b
+}}
+
+// drain hands every queued datagram to each, oldest first, at most limit of
+// them, each with its arrival time on now's monotonic clock. It returns a
+// socket error other than "nothing queued".
+func (u *udpSocket) drain(now time.Time, limit int, each func(pkt []byte, from netip.AddrPort, at time.Time)) error {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if u.closed {
+		return net.ErrClosed
+	}
+	b := rxBatches.Get().(*rxBatch)
+	defer rxBatches.Put(b)
+	wall := now.UnixNano()
+	for limit > 0 {
+		for i := range b.msgs {
+			h := &b.msgs[i].hdr
+			h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+			h.SetControllen(ctrlLen)
+			h.Flags = 0
+		}
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&b.msgs[0])),
+			rxBatchLen, unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+		case unix.EAGAIN, unix.EINTR:
+			return nil
+		default:
+			return e
+		}
+		got := int(n)
+		for i := range got {
+			m := &b.msgs[i]
+			size := min(int(m.len), maxDatagram)
+			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
+				size = 0 // too big to be RTP we can use: counted as malformed
+			}
+			each(b.bufs[i][:size], sockaddrPort(&b.names[i]), arrivalAt(now, wall, &m.hdr, b.ctrl[i][:]))
+		}
+		limit -= got
+		if got < rxBatchLen {
+			return nil
+		}
+	}
+	return nil
+}
+
+// arrivalAt is the datagram's kernel timestamp as a time on now's monotonic
+// clock; now itself when there is none or it is implausible.
+func arrivalAt(now time.Time, wall int64, h *unix.Msghdr, ctrl []byte) time.Time {
+	cl := int(h.Controllen)
+	if cl < unix.CmsgLen(16) || cl > len(ctrl) {
+		return now
+	}
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+	if c.Level != unix.SOL_SOCKET || c.Type != unix.SCM_TIMESTAMPNS {
+		return now
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+	age := wall - ts.Nano()
+	if age <= 0 || age > int64(2*time.Second) {
+		return now
+	}
+	return now.Add(-time.Duration(age))
+}
+
+func sockaddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
