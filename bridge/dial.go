@@ -90,6 +90,7 @@ func Dial(ctx context.Context, o DialOptions) (DialResult, error) {
 		defer cancel()
 	}
 	s := newSession(stream, log)
+	s.grid = stream.ArrivalGrid
 	ph := &phone{o: o, ctl: s}
 	ph.start()
 	res.By, res.Cause = s.run(callCtx, ph)

@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"context"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboard-voip/switchboard/agent"
 	"github.com/switchboard-voip/switchboard/media"
@@ -15,24 +13,20 @@ const (
 	viaInfo    = "info"
 )
 
-// relayDTMF hands the caller's digits, from RTP telephone-events and from SIP
-// INFO, to the agent as DTMF events until ctx ends; each is logged and counted.
-func (s *session) relayDTMF(ctx context.Context, m *Metrics, rtp <-chan media.DTMFEvent, info <-chan rune) {
-	for {
-		var d rune
-		via := viaRFC4733
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-rtp:
-			d = e.Digit
-		case d = <-info:
-			via = viaInfo
-		}
-		s.log.Info("dtmf", "digit", string(d), "via", via)
-		m.dtmfReceived.WithLabelValues(via).Inc()
-		s.deliver(agent.Event{Kind: agent.DTMF, Digit: d})
+// watchDTMF makes the session hand the caller's digits, from RTP
+// telephone-events and from SIP INFO (either may be nil), to the agent as DTMF
+// events; each is logged and counted. Call before run.
+func (s *session) watchDTMF(m *Metrics, rtp <-chan media.DTMFEvent, info <-chan rune) {
+	s.metrics, s.dtmfRTP, s.dtmfInfo = m, rtp, info
+}
+
+// digit is one caller digit, on the frame clock.
+func (s *session) digit(d rune, via string) {
+	s.log.Info("dtmf", "digit", string(d), "via", via)
+	if s.metrics != nil {
+		s.metrics.dtmfReceived.WithLabelValues(via).Inc()
 	}
+	s.as.Event(agent.Event{Kind: agent.DTMF, Digit: d})
 }
 
 func newDTMFMetric(reg prometheus.Registerer) *prometheus.CounterVec {

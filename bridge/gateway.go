@@ -240,9 +240,10 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		rec.Recording(tap.rec.path)
 	}
 
-	go s.relayDTMF(ctx, g.metrics, stream.DTMF(), c.DTMF()) // ends with the call (dtmf.go)
+	s.watchDTMF(g.metrics, stream.DTMF(), c.DTMF()) // dtmf.go
 	// Hold, resume and codec changes by re-INVITE or UPDATE (hold.go).
-	go followMedia(ctx, c.MediaChanges(), m, stream, log)
+	s.followMedia(c.MediaChanges(), m, stream)
+	s.grid = stream.ArrivalGrid
 	runCtx := ctx
 	if route.MaxDuration > 0 {
 		var cancel context.CancelFunc

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 
@@ -16,35 +15,39 @@ type mediaControl interface {
 	Reconfigure(codec media.Codec, remote netip.AddrPort) error
 }
 
-// followMedia applies the caller's media changes to its stream for the call's
-// life: hold stops our RTP and pauses the media timeout, unhold resumes both,
-// and a new codec or address is switched to at once.
-func followMedia(ctx context.Context, changes <-chan sip.Media, initial sip.Media, mc mediaControl, log *slog.Logger) {
-	cur := initial
-	for {
-		var m sip.Media
-		select {
-		case <-ctx.Done():
-			return
-		case m = <-changes:
-		}
-		if m.Held() != cur.Held() {
-			mc.SetHold(m.Held())
-			log.Info("hold", "held", m.Held(), "direction", m.Direction)
-		}
-		if m.Codec != cur.Codec || m.Remote != cur.Remote {
-			remote := netip.AddrPort{} // unchanged: keep the latched source
-			if m.Remote != cur.Remote {
-				remote = m.Remote
-			}
-			if err := mc.Reconfigure(mediaCodec(m.Codec), remote); err != nil {
-				log.Warn("media change not applied", "codec", m.Codec.Name, "remote_rtp", m.Remote, "err", err)
-			} else {
-				log.Info("media changed", "codec", m.Codec.Name, "remote_rtp", m.Remote)
-			}
-		}
-		cur = m
+// mediaFollower applies the caller's media changes to its stream: hold stops
+// our RTP and pauses the media timeout, unhold resumes both, and a new codec
+// or address is switched to at once.
+type mediaFollower struct {
+	cur sip.Media
+	mc  mediaControl
+	log *slog.Logger
+}
+
+// followMedia makes the session apply the call's media changes (from initial
+// on) to mc. Call before run.
+func (s *session) followMedia(changes <-chan sip.Media, initial sip.Media, mc mediaControl) {
+	s.mediaChanges, s.follow = changes, &mediaFollower{cur: initial, mc: mc, log: s.log}
+}
+
+func (f *mediaFollower) apply(m sip.Media) {
+	cur := f.cur
+	if m.Held() != cur.Held() {
+		f.mc.SetHold(m.Held())
+		f.log.Info("hold", "held", m.Held(), "direction", m.Direction)
 	}
+	if m.Codec != cur.Codec || m.Remote != cur.Remote {
+		remote := netip.AddrPort{} // unchanged: keep the latched source
+		if m.Remote != cur.Remote {
+			remote = m.Remote
+		}
+		if err := f.mc.Reconfigure(mediaCodec(m.Codec), remote); err != nil {
+			f.log.Warn("media change not applied", "codec", m.Codec.Name, "remote_rtp", m.Remote, "err", err)
+		} else {
+			f.log.Info("media changed", "codec", m.Codec.Name, "remote_rtp", m.Remote)
+		}
+	}
+	f.cur = m
 }
 
 // mediaCodec is a negotiated SIP codec as the media package names it.

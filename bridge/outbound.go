@@ -170,7 +170,8 @@ func (g *Gateway) runOutbound(ctx context.Context, live *liveCall, rec *cdr.Call
 		return
 	}
 	defer as.Close()
-	go s.relayDTMF(runCtx, g.metrics, stream.DTMF(), nil)
+	s.watchDTMF(g.metrics, stream.DTMF(), nil)
+	s.grid = stream.ArrivalGrid
 	by, cause := s.run(runCtx, as)
 	if call.Context().Err() != nil {
 		by, cause = call.EndCause()

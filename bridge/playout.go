@@ -16,15 +16,24 @@ type playout struct {
 	marks []mark
 	due   []string // marks reached, handed to the clock goroutine
 	empty bool     // last frame popped had no audio: the next audio starts a talkspurt
+	small int      // the starting capacity, kept while nothing bursts ahead
 }
+
+// shrinkAbove is the capacity, in multiples of the starting one, that an
+// empty queue gives back.
+const shrinkAbove = 16
 
 type mark struct {
 	at   int64 // the mark is reached when out >= at
 	name string
 }
 
-func newPlayout(capacity int) *playout {
-	return &playout{buf: make([]int16, capacity), empty: true}
+// newPlayout makes a queue for frames of frame samples. It starts small
+// (an echo or a bridged leg keeps a frame or two queued) and grows with what
+// an agent queues ahead; once drained it shrinks back, so a long prompt does
+// not hold its memory for the rest of the call.
+func newPlayout(frame int) *playout {
+	return &playout{buf: make([]int16, 2*frame), small: 2 * frame, empty: true}
 }
 
 // Push queues samples (already at the stream's rate).
@@ -42,7 +51,7 @@ func (q *playout) Push(s []int16) {
 }
 
 func (q *playout) grow(need int) {
-	size := 2 * len(q.buf)
+	size := max(2*len(q.buf), 1)
 	for size < need {
 		size *= 2
 	}
@@ -84,6 +93,9 @@ func (q *playout) Pop(dst []int16) (audio, talkspurt bool) {
 	clear(dst[k:])
 	if q.n -= k; q.n == 0 {
 		q.head = 0
+		if len(q.buf) > shrinkAbove*q.small {
+			q.buf = make([]int16, q.small) // once per burst, not per frame
+		}
 	} else {
 		q.head = (q.head + k) % len(q.buf)
 	}

@@ -113,3 +113,29 @@ func BenchmarkPlayoutPushPop(b *testing.B) {
 		q.Pop(out)
 	}
 }
+
+// A long prompt grows the queue; drained, it gives the memory back.
+func TestPlayoutShrinksWhenDrained(t *testing.T) {
+	q := newPlayout(160)
+	prompt := make([]int16, 8000*10)
+	for i := range prompt {
+		prompt[i] = int16(i % 1000)
+	}
+	q.Push(prompt)
+	if len(q.buf) < len(prompt) {
+		t.Fatalf("capacity %d after a 10 s push", len(q.buf))
+	}
+	out := make([]int16, 160)
+	for i := 0; i < len(prompt)/160; i++ {
+		if audio, _ := q.Pop(out); !audio || out[0] != prompt[i*160] {
+			t.Fatalf("frame %d: audio %v, first sample %d want %d", i, audio, out[0], prompt[i*160])
+		}
+	}
+	if len(q.buf) != 320 {
+		t.Errorf("capacity %d once drained, want 320", len(q.buf))
+	}
+	q.Push(prompt[:160])
+	if audio, _ := q.Pop(out); !audio || out[1] != prompt[1] {
+		t.Error("queue unusable after shrinking")
+	}
+}

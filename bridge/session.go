@@ -3,12 +3,15 @@ package bridge
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voip/switchboard/agent"
+	"github.com/switchboard-voip/switchboard/media"
 	"github.com/switchboard-voip/switchboard/media/pcm"
+	"github.com/switchboard-voip/switchboard/sip"
 )
 
 // Who ended a call.
@@ -40,6 +43,22 @@ type session struct {
 	// bridged is set and the old agent's controls are ignored.
 	switchTo chan legSwitch
 	bridged  atomic.Bool
+	ended    chan endReason // a frame ended the call
+
+	// What the frames see, set before run and then touched only by tick.
+	as           agent.Session
+	in, out      []int16
+	due          []string
+	first        bool
+	frameN       int
+	clock        *clockEntry
+	legDone      <-chan struct{}          // a bridged second leg ended (b2bua.go)
+	grid         func() (time.Time, bool) // the caller's packet arrival grid (media.Stream.ArrivalGrid); nil: none
+	dtmfRTP      <-chan media.DTMFEvent   // caller digits (dtmf.go)
+	dtmfInfo     <-chan rune              // caller digits by SIP INFO
+	metrics      *Metrics                 // counts the digits
+	mediaChanges <-chan sip.Media         // re-INVITE and UPDATE (hold.go)
+	follow       *mediaFollower
 
 	mu         sync.Mutex
 	resamplers map[int]*pcm.Resampler // by source rate; agents stream at a steady rate
@@ -51,10 +70,11 @@ func newSession(stream AudioStream, log *slog.Logger) *session {
 	return &session{
 		stream:   stream,
 		rate:     rate,
-		queue:    newPlayout(rate * 2), // grows if an agent bursts more than 2 s ahead
+		queue:    newPlayout(pcm.FrameSamples(rate)),
 		log:      log,
 		hangup:   make(chan string, 1),
-		switchTo: make(chan legSwitch),
+		switchTo: make(chan legSwitch, 1), // buffered: takeEvents sees it by len
+		ended:    make(chan endReason, 1),
 		events:   make(chan agent.Event, 32),
 	}
 }
@@ -140,80 +160,99 @@ func (s *session) deliver(e agent.Event) {
 
 // run pumps audio until the call ends and says who ended it and why. When ctx
 // ends, the caller of run knows better whether the caller or the gateway did it.
+// The frames run on the shared frame clock (clock.go); this goroutine only waits.
 func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) {
 	n := pcm.FrameSamples(s.rate)
-	in := make([]int16, n)
-	out := make([]int16, n)
-	var due []string
-	first := true
-	var legDone <-chan struct{} // a bridged second leg ended (b2bua.go)
+	s.as, s.in, s.out, s.first = as, make([]int16, n), make([]int16, n), true
+	s.clock = newClockEntry(s.tick, func(v any) {
+		s.log.Error("call clock panic", "panic", v, "stack", string(debug.Stack()))
+		s.end(byGateway, "internal error")
+	})
+	frames.start(s.clock)
+	defer s.clock.stop()
+	select {
+	case <-ctx.Done():
+		return byGateway, context.Cause(ctx).Error()
+	case <-s.stream.Done():
+		return byGateway, s.stream.Err().Error()
+	case reason := <-s.hangup:
+		return byAgent, reason
+	case r := <-s.ended:
+		return r.by, r.cause
+	}
+}
 
-	// The clock is the wall clock, not the ticker: a tick the scheduler was
-	// late for is caught up, so the caller gets 50 frames a second under load.
-	clock := newFrameClock(time.Now())
-	tick := time.NewTicker(pcm.FrameDuration)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return byGateway, context.Cause(ctx).Error()
-		case <-s.stream.Done():
-			return byGateway, s.stream.Err().Error()
-		case reason := <-s.hangup:
-			return byAgent, reason
-		case sw := <-s.switchTo:
-			s.bridged.Store(true)
-			as, legDone = sw.target, sw.done
-			s.queue.Clear()
-			continue
-		case <-legDone:
-			return byAgent, "transfer target hung up"
-		case e := <-s.events:
-			as.Event(e)
-			continue
-		case now := <-tick.C:
-			for range clock.due(now) {
-				s.stream.ReadFrame(in)
-				as.Audio(in, s.rate)
+// endReason is how a frame ended the call.
+type endReason struct{ by, cause string }
 
-				_, talkspurt := s.queue.Pop(out)
-				if err := s.stream.WriteFrame(out, first || talkspurt); err != nil {
-					s.log.Debug("rtp write", "err", err)
-				}
-				first = false
-				due = s.queue.Due(due[:0])
-				for _, name := range due {
-					as.Event(agent.Event{Kind: agent.MarkPlayed, Name: name})
-				}
-			}
+// end makes run return; from the clock goroutine.
+func (s *session) end(by, cause string) {
+	select {
+	case s.ended <- endReason{by, cause}:
+	default: // one end is enough
+	}
+}
+
+// alignEvery is how often, in frames, the clock's phase is checked against the
+// caller's packets; alignSlack is how far it may be off before it moves, and
+// alignOffset where it goes: just after the packets' fastest arrival.
+const (
+	alignEvery  = 25
+	alignSlack  = 2 * time.Millisecond
+	alignOffset = 500 * time.Microsecond
+)
+
+// tick is one 20 ms frame, on the frame clock: the call's events, the
+// caller's frame to the agent, and the agent's next frame to the caller.
+func (s *session) tick(now time.Time) {
+	if !s.takeEvents() {
+		return
+	}
+	s.stream.ReadFrame(s.in)
+	s.as.Audio(s.in, s.rate)
+
+	_, talkspurt := s.queue.Pop(s.out)
+	if err := s.stream.WriteFrame(s.out, s.first || talkspurt); err != nil {
+		s.log.Debug("rtp write", "err", err)
+	}
+	s.first = false
+	s.due = s.queue.Due(s.due[:0])
+	for _, name := range s.due {
+		s.as.Event(agent.Event{Kind: agent.MarkPlayed, Name: name})
+	}
+	if s.frameN++; s.grid != nil && s.frameN%alignEvery == 0 {
+		if g, ok := s.grid(); ok {
+			s.clock.align(g, alignOffset, alignSlack)
 		}
 	}
 }
 
-// frameClock counts the 20 ms frames due since a call's start.
-type frameClock struct {
-	start time.Time
-	done  int64 // frames handled
-}
-
-// maxCatchUp bounds the frames handled at once after a stall; beyond it the
-// clock skips ahead (the audio of a long stall is lost either way).
-const maxCatchUp = 10
-
-func newFrameClock(start time.Time) *frameClock { return &frameClock{start: start} }
-
-// due says how many frames to handle now: none for a stale tick that arrives
-// right after a catch-up, several after a stall.
-func (c *frameClock) due(now time.Time) int {
-	want := int64(now.Sub(c.start)/pcm.FrameDuration) + 1
-	k := want - c.done
-	switch {
-	case k < 1:
-		return 0
-	case k > maxCatchUp:
-		k = maxCatchUp
-		c.done = want - k
+// takeEvents hands the agent what happened since the last frame; false when the
+// call is ending.
+func (s *session) takeEvents() bool {
+	if s.legDone == nil && len(s.switchTo)+len(s.events)+len(s.dtmfRTP)+len(s.dtmfInfo)+len(s.mediaChanges) == 0 {
+		return true // the usual frame: nothing happened, and a select of six cases costs
 	}
-	c.done += k
-	return int(k)
+	for {
+		select {
+		case sw := <-s.switchTo:
+			s.bridged.Store(true)
+			s.as, s.legDone = sw.target, sw.done
+			s.queue.Clear()
+		case <-s.legDone:
+			s.legDone = nil
+			s.end(byAgent, "transfer target hung up")
+			return false
+		case e := <-s.events:
+			s.as.Event(e)
+		case e := <-s.dtmfRTP:
+			s.digit(e.Digit, viaRFC4733)
+		case d := <-s.dtmfInfo:
+			s.digit(d, viaInfo)
+		case m := <-s.mediaChanges:
+			s.follow.apply(m)
+		default:
+			return true
+		}
+	}
 }
