@@ -42,12 +42,12 @@ const (
 	DefaultJitterMax = 200 * time.Millisecond
 )
 
-// slot holds one packet; its payload buffer is reused for the life of the stream.
+// slot holds one packet; its payload is in bufs[buf], which it owns while filled.
 type slot struct {
-	filled    bool
-	seq       uint16
 	timestamp uint32
-	payload   []byte
+	seq       uint16
+	filled    bool
+	buf       uint8
 }
 
 type arrival struct{ at, d int64 }
@@ -75,19 +75,23 @@ type jitterBuffer struct {
 	// it stands for, kind what made it. Tests only.
 	trace func(kind traceKind, ts uint32, delay int64, samples []int16)
 
-	slots      [jbSlots]slot
-	count      int    // filled slots
-	started    bool   // nextSeq is meaningful
-	playing    bool   // inside a talkspurt; else waiting to start one on the target delay
-	everPlayed bool   // a packet earlier than the first may still join the start
-	nextSeq    uint16 // next packet to play
-	nextTS     uint32 // its timestamp, if no gap precedes it
-	end        uint16 // one past the highest sequence number received
-	behind     int    // packets in a row more than resyncGap behind
-	expanded   uint32 // timestamp units concealed while waiting for nextSeq
-	lastDur    uint32 // timestamp units of the last packet
-	lastN      int    // its decoded samples
-	concealRun int    // samples concealed in a row with nothing to play
+	slots [jbSlots]slot
+	// Payload buffers are reused for the life of the stream; there are only as many as
+	// packets were ever buffered at once, not one per slot.
+	bufs       [][]byte
+	free       []uint8 // indexes into bufs of buffers no slot holds
+	count      int     // filled slots
+	started    bool    // nextSeq is meaningful
+	playing    bool    // inside a talkspurt; else waiting to start one on the target delay
+	everPlayed bool    // a packet earlier than the first may still join the start
+	nextSeq    uint16  // next packet to play
+	nextTS     uint32  // its timestamp, if no gap precedes it
+	end        uint16  // one past the highest sequence number received
+	behind     int     // packets in a row more than resyncGap behind
+	expanded   uint32  // timestamp units concealed while waiting for nextSeq
+	lastDur    uint32  // timestamp units of the last packet
+	lastN      int     // its decoded samples
+	concealRun int     // samples concealed in a row with nothing to play
 	lastQuiet  bool
 	dry        bool  // the buffer ran dry in this talkspurt: one underrun
 	lastRead   int64 // when the clock last pulled, ns
@@ -98,17 +102,24 @@ type jitterBuffer struct {
 	// Delay estimate: d is a packet's arrival minus when its timestamp says it was
 	// due by the anchor (arrRef, tsRef); the minimum of d over the window is the
 	// path's base delay.
-	epoch     time.Time
-	anchored  bool
-	arrRef    int64
-	tsRef     uint32
-	win       [jbWindowCap]arrival // increasing d: a monotonic queue for the window minimum
-	winHead   int
-	winLen    int
-	hist      [jbBuckets]float64
+	epoch    time.Time
+	anchored bool
+	arrRef   int64
+	tsRef    uint32
+	win      [jbWindowCap]arrival // increasing d: a monotonic queue for the window minimum
+	winHead  int
+	winLen   int
+	// hist ends with the bucket holding max: every relative delay past it gives the
+	// same target (max), so those share it.
+	hist      []float64
 	histW     float64 // weight of the next sample: grows instead of decaying the rest
 	histTotal float64
-	target    int64
+	// The quantile is kept as it changes rather than scanned for: q is the highest
+	// bucket with more than 1-jbQuantile of the weight at or above it (-1 if none),
+	// above the weight of the buckets above q.
+	q      int
+	above  float64
+	target int64
 
 	lost, late, duplicate, dropped, underruns atomic.Uint64
 	concealed                                 atomic.Uint64 // samples
@@ -138,13 +149,17 @@ func newJitterBuffer(codec PayloadCodec, clock uint32, minDelay, maxDelay time.D
 		clock = uint32(rate)
 	}
 	b := &jitterBuffer{
-		codec:   codec,
-		clock:   int64(clock),
-		rate:    int64(rate),
-		min:     int64(minDelay),
-		max:     int64(maxDelay),
-		carry:   make([]int16, 0, 8*rate/50),
-		scratch: make([]int16, 0, 6*rate/50),
+		codec: codec,
+		clock: int64(clock),
+		rate:  int64(rate),
+		min:   int64(minDelay),
+		max:   int64(maxDelay),
+		// Sized for 20-40 ms packets; longer ones (Opus) grow them once.
+		carry:   make([]int16, 0, 3*rate/50),
+		scratch: make([]int16, 0, 2*rate/50),
+		hist:    make([]float64, min((int64(maxDelay)+jbBucket-1)/jbBucket, jbBuckets)),
+		bufs:    make([][]byte, 0, 8),
+		free:    make([]uint8, 0, jbSlots),
 	}
 	if c, ok := codec.(Concealer); ok {
 		b.concealer = c
@@ -160,9 +175,10 @@ func (b *jitterBuffer) reset() {
 	b.restart(0)
 	b.started, b.everPlayed, b.anchored = false, false, false
 	b.winLen, b.winHead = 0, 0
-	clear(b.hist[:])
+	clear(b.hist)
 	b.histW, b.histTotal = 1, jbSeed
-	b.hist[min((b.min-1)/jbBucket, jbBuckets-1)] = jbSeed // start at the floor until measured
+	b.hist[min((b.min-1)/jbBucket, int64(len(b.hist)-1))] = jbSeed // start at the floor until measured
+	b.rescan()
 	b.updateTarget()
 	b.lastDur, b.lastN = uint32(b.clock/50), int(b.rate/50)
 	b.carry = b.carry[:0]
@@ -176,7 +192,9 @@ func (b *jitterBuffer) reset() {
 // restart empties the ring and expects seq next, to start on the target delay.
 func (b *jitterBuffer) restart(seq uint16) {
 	for i := range b.slots {
-		b.slots[i].filled = false
+		if s := &b.slots[i]; s.filled {
+			b.release(s)
+		}
 	}
 	b.started, b.playing = true, false
 	b.nextSeq, b.end, b.count, b.behind, b.expanded = seq, seq, 0, 0, 0
@@ -218,8 +236,7 @@ func (b *jitterBuffer) push(now time.Time, seq uint16, ts uint32, payload []byte
 		// on the target delay from what is left.
 		for int(int16(seq-b.nextSeq)) >= jbSlots {
 			if s := &b.slots[b.nextSeq%jbSlots]; s.filled && s.seq == b.nextSeq {
-				s.filled = false
-				b.count--
+				b.release(s)
 				b.dropped.Add(1)
 			} else {
 				b.lost.Add(1)
@@ -234,16 +251,32 @@ func (b *jitterBuffer) push(now time.Time, seq uint16, ts uint32, payload []byte
 			b.duplicate.Add(1)
 			return
 		}
-		b.count-- // cannot happen while slots hold only [nextSeq, nextSeq+jbSlots); overwrite to be safe
+		b.release(s) // cannot happen while slots hold only [nextSeq, nextSeq+jbSlots); overwrite to be safe
 	}
+	if n := len(b.free); n > 0 {
+		s.buf, b.free = b.free[n-1], b.free[:n-1]
+	} else {
+		s.buf = uint8(len(b.bufs))
+		b.bufs = append(b.bufs, nil)
+	}
+	b.bufs[s.buf] = append(b.bufs[s.buf][:0], payload...)
 	s.filled, s.seq, s.timestamp = true, seq, ts
-	s.payload = append(s.payload[:0], payload...)
 	b.count++
 	if int16(seq-b.end) >= 0 {
 		b.end = seq + 1
 	}
 	b.observe(at, ts)
 }
+
+// release empties a filled slot and frees its buffer.
+func (b *jitterBuffer) release(s *slot) {
+	s.filled = false
+	b.free = append(b.free, s.buf)
+	b.count--
+}
+
+// payload is a filled slot's packet payload.
+func (b *jitterBuffer) payload(s *slot) []byte { return b.bufs[s.buf] }
 
 // due is when a packet with timestamp ts would arrive over the fastest path seen, ns.
 func (b *jitterBuffer) due(ts uint32) int64 {
@@ -297,29 +330,53 @@ func (b *jitterBuffer) observe(at int64, ts uint32) {
 	}
 	r := d - b.win[b.winHead].d
 	b.histW /= jbForget
-	if b.histW > 1e12 {
+	renorm := b.histW > 1e12
+	if renorm {
 		for i := range b.hist {
 			b.hist[i] /= b.histW
 		}
 		b.histTotal /= b.histW
 		b.histW = 1
 	}
-	i := min(r/jbBucket, jbBuckets-1)
+	i := int(min(r/jbBucket, int64(len(b.hist)-1)))
 	b.hist[i] += b.histW
 	b.histTotal += b.histW
+	if renorm {
+		b.rescan() // a fresh sum, so rounding in above cannot build up
+		return
+	}
+	if i > b.q {
+		b.above += b.histW
+	}
+	// The new weight moves the quantile by a bucket or so: walk q there.
+	limit := (1 - jbQuantile) * b.histTotal
+	for b.q < len(b.hist)-1 && b.above > limit {
+		b.q++
+		b.above -= b.hist[b.q]
+	}
+	for b.q >= 0 && b.above+b.hist[b.q] <= limit {
+		b.above += b.hist[b.q]
+		b.q--
+	}
+}
+
+// rescan finds q and above by summing the histogram from the top.
+func (b *jitterBuffer) rescan() {
+	limit := (1 - jbQuantile) * b.histTotal
+	var acc float64
+	for i := len(b.hist) - 1; i >= 0; i-- {
+		if acc+b.hist[i] > limit {
+			b.q, b.above = i, acc
+			return
+		}
+		acc += b.hist[i]
+	}
+	b.q, b.above = -1, acc
 }
 
 // updateTarget sets the target delay to the histogram's 95th percentile, within bounds.
 func (b *jitterBuffer) updateTarget() {
-	limit := (1 - jbQuantile) * b.histTotal
-	var acc float64
-	t := int64(0)
-	for i := jbBuckets - 1; i >= 0; i-- {
-		if acc += b.hist[i]; acc > limit {
-			t = int64(i+1) * jbBucket
-			break
-		}
-	}
+	t := int64(b.q+1) * jbBucket
 	b.target = min(max(t, b.min), b.max)
 	b.targetNow.Store(b.target)
 }
@@ -423,7 +480,7 @@ func (b *jitterBuffer) step(now int64, onClock bool) bool {
 			}
 			var next []byte
 			if q.seq == b.nextSeq+1 {
-				next = q.payload
+				next = b.payload(q)
 			}
 			b.synth(next, traceConceal, now)
 			return true
@@ -460,7 +517,7 @@ func (b *jitterBuffer) toIdle() {
 
 // decode decodes s into scratch.
 func (b *jitterBuffer) decode(s *slot) {
-	b.scratch = b.codec.Decode(b.scratch[:0], s.payload)
+	b.scratch = b.codec.Decode(b.scratch[:0], b.payload(s))
 }
 
 func (b *jitterBuffer) play(s *slot, now int64) bool {
@@ -505,8 +562,7 @@ func (b *jitterBuffer) drop(s *slot, now int64, forced bool) {
 func (b *jitterBuffer) advance(s *slot) {
 	b.nextSeq, b.nextTS = s.seq+1, s.timestamp+b.lastDur
 	b.expanded, b.concealRun, b.dry = 0, 0, false
-	s.filled = false
-	b.count--
+	b.release(s)
 }
 
 // synth appends one packet's worth of concealment: for a missing packet, or to
