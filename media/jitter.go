@@ -96,8 +96,8 @@ type jitterBuffer struct {
 	dry        bool  // the buffer ran dry in this talkspurt: one underrun
 	lastRead   int64 // when the clock last pulled, ns
 
-	carry   []int16 // decoded samples not yet handed out (packets need not be 20 ms)
-	scratch []int16
+	carry []int16 // decoded samples not yet handed out (packets need not be 20 ms)
+	fresh int     // where in carry the packet decoded last starts
 
 	// Delay estimate: d is a packet's arrival minus when its timestamp says it was
 	// due by the anchor (arrRef, tsRef); the minimum of d over the window is the
@@ -154,12 +154,10 @@ func newJitterBuffer(codec PayloadCodec, clock uint32, minDelay, maxDelay time.D
 		rate:  int64(rate),
 		min:   int64(minDelay),
 		max:   int64(maxDelay),
-		// Sized for 20-40 ms packets; longer ones (Opus) grow them once.
-		carry:   make([]int16, 0, 3*rate/50),
-		scratch: make([]int16, 0, 2*rate/50),
-		hist:    make([]float64, min((int64(maxDelay)+jbBucket-1)/jbBucket, jbBuckets)),
-		bufs:    make([][]byte, 0, 8),
-		free:    make([]uint8, 0, jbSlots),
+		carry: make([]int16, 0, 3*rate/50), // 20-40 ms packets; longer ones (Opus) grow it once
+		hist:  make([]float64, min((int64(maxDelay)+jbBucket-1)/jbBucket, jbBuckets)),
+		bufs:  make([][]byte, 0, 8),
+		free:  make([]uint8, 0, jbSlots),
 	}
 	if c, ok := codec.(Concealer); ok {
 		b.concealer = c
@@ -457,7 +455,8 @@ func (b *jitterBuffer) step(now int64, onClock bool) bool {
 				b.drop(s, now, true) // far too much delay and no pause to shed it in
 				continue
 			case slack > b.ns(b.lastDur)/2+jbHyst && b.lastQuiet && b.count > 1:
-				if b.decode(s); isQuiet(b.scratch) {
+				if b.decode(s); isQuiet(b.carry[b.fresh:]) {
+					b.carry = b.carry[:b.fresh]
 					b.drop(s, now, false)
 					continue
 				}
@@ -515,9 +514,10 @@ func (b *jitterBuffer) toIdle() {
 	}
 }
 
-// decode decodes s into scratch.
+// decode appends s decoded to carry, from fresh on: decoded in place, not copied there.
 func (b *jitterBuffer) decode(s *slot) {
-	b.scratch = b.codec.Decode(b.scratch[:0], b.payload(s))
+	b.fresh = len(b.carry)
+	b.carry = b.codec.Decode(b.carry, b.payload(s))
 }
 
 func (b *jitterBuffer) play(s *slot, now int64) bool {
@@ -525,9 +525,9 @@ func (b *jitterBuffer) play(s *slot, now int64) bool {
 	return b.emit(s, now)
 }
 
-// emit appends the packet decoded in scratch and advances past it.
+// emit takes the packet just decoded into carry and advances past it.
 func (b *jitterBuffer) emit(s *slot, now int64) bool {
-	got := b.scratch
+	got := b.carry[b.fresh:]
 	if len(got) > 0 {
 		if b.plc != nil && !b.silenceFill {
 			b.plc.good(got) // cross-fade out of concealment, keep history
@@ -536,13 +536,11 @@ func (b *jitterBuffer) emit(s *slot, now int64) bool {
 		b.lastDur = uint32(int64(len(got)) * b.clock / b.rate)
 		b.lastQuiet = isQuiet(got)
 	}
-	n := len(b.carry)
-	b.carry = append(b.carry, got...)
 	m := b.margin(s.timestamp, now)
 	b.delaySum.Add(uint64(max(m, 0)))
 	b.delayN.Add(1)
 	if b.trace != nil {
-		b.trace(tracePacket, s.timestamp, m, b.carry[n:])
+		b.trace(tracePacket, s.timestamp, m, got)
 	}
 	b.advance(s)
 	return true
