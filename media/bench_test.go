@@ -172,8 +172,8 @@ func TestPacketPathAllocs(t *testing.T) {
 
 // jbFeed returns one 20 ms step of a jitter buffer fed PCMU with 0-30 ms of
 // pseudo-random network jitter on a simulated clock: the packets due by the tick
-// pushed, then one frame read.
-func jbFeed(b *jitterBuffer, payload []byte) func() {
+// pushed, then one frame read. loseEvery > 0 loses every loseEvery-th packet.
+func jbFeed(b *jitterBuffer, payload []byte, loseEvery int) func() {
 	epoch := time.Unix(1000, 0)
 	frame := make([]int16, 160)
 	var seq uint16
@@ -197,6 +197,9 @@ func jbFeed(b *jitterBuffer, payload []byte) func() {
 		}
 		n := 0
 		for ; n < len(pending) && pending[n].at <= tick; n++ {
+			if loseEvery > 0 && int(pending[n].seq)%loseEvery == 0 {
+				continue
+			}
 			b.push(epoch.Add(pending[n].at), pending[n].seq, pending[n].ts, payload)
 		}
 		pending = pending[:copy(pending, pending[n:])]
@@ -211,7 +214,7 @@ func BenchmarkJitterBuffer(b *testing.B) {
 	payload := make([]byte, 160)
 	c.Encode(payload, pcm.Tone(400, 8000, 160, 0.5))
 	jb := newJitterBuffer(c, 8000, 0, 0)
-	step := jbFeed(jb, payload)
+	step := jbFeed(jb, payload, 0)
 	for range 500 {
 		step()
 	}

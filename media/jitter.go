@@ -22,6 +22,7 @@ const (
 	jbBuckets   = 256
 	jbWindow    = int64(time.Second)
 	jbWindowCap = 128 // arrivals kept for the base-delay minimum; more per second is thinned
+	jbWindowMin = 16  // the queue's first size: jitter rarely queues more
 	jbSeed      = 20  // weight of the initial target, as many packets: gone in ~1 s
 	// jbHyst keeps the playout delay from see-sawing around the target.
 	jbHyst = int64(5 * time.Millisecond)
@@ -106,9 +107,11 @@ type jitterBuffer struct {
 	anchored bool
 	arrRef   int64
 	tsRef    uint32
-	win      [jbWindowCap]arrival // increasing d: a monotonic queue for the window minimum
-	winHead  int
-	winLen   int
+	// win is a monotonic queue (increasing d) for the window minimum: a ring whose length,
+	// a power of two, grows to jbWindowCap only if that many arrivals are ever queued.
+	win     []arrival
+	winHead int
+	winLen  int
 	// hist ends with the bucket holding max: every relative delay past it gives the
 	// same target (max), so those share it.
 	hist      []float64
@@ -154,10 +157,11 @@ func newJitterBuffer(codec PayloadCodec, clock uint32, minDelay, maxDelay time.D
 		rate:  int64(rate),
 		min:   int64(minDelay),
 		max:   int64(maxDelay),
-		carry: make([]int16, 0, 3*rate/50), // 20-40 ms packets; longer ones (Opus) grow it once
+		carry: make([]int16, 0, 2*rate/50), // 20 ms packets; longer ones grow it once
 		hist:  make([]float64, min((int64(maxDelay)+jbBucket-1)/jbBucket, jbBuckets)),
 		bufs:  make([][]byte, 0, 8),
 		free:  make([]uint8, 0, jbSlots),
+		win:   make([]arrival, jbWindowMin),
 	}
 	if c, ok := codec.(Concealer); ok {
 		b.concealer = c
@@ -315,16 +319,25 @@ func (b *jitterBuffer) observe(at int64, ts uint32) {
 	}
 	// Monotonic queue: drop newer entries no smaller than d, then stale ones at the
 	// front (the newest always stays, so a silence keeps the last base delay).
-	for b.winLen > 0 && b.win[(b.winHead+b.winLen-1)%jbWindowCap].d >= d {
+	mask := len(b.win) - 1
+	for b.winLen > 0 && b.win[(b.winHead+b.winLen-1)&mask].d >= d {
 		b.winLen--
 	}
-	if b.winLen == jbWindowCap {
-		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+	if b.winLen == len(b.win) {
+		if len(b.win) < jbWindowCap {
+			w := make([]arrival, 2*len(b.win))
+			for i := range b.winLen {
+				w[i] = b.win[(b.winHead+i)&mask]
+			}
+			b.win, b.winHead, mask = w, 0, len(w)-1
+		} else {
+			b.winHead, b.winLen = (b.winHead+1)&mask, b.winLen-1
+		}
 	}
-	b.win[(b.winHead+b.winLen)%jbWindowCap] = arrival{at, d}
+	b.win[(b.winHead+b.winLen)&mask] = arrival{at, d}
 	b.winLen++
 	for b.winLen > 1 && b.win[b.winHead].at < at-jbWindow {
-		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+		b.winHead, b.winLen = (b.winHead+1)&mask, b.winLen-1
 	}
 	r := d - b.win[b.winHead].d
 	b.histW /= jbForget

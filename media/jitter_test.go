@@ -324,9 +324,10 @@ func TestJitterBufferReset(t *testing.T) {
 	}
 }
 
-// jbFootprint is the heap a PCMU jitter buffer holds after 3 s of jittery packets,
-// averaged over many buffers: what a call costs in RSS for its receive side.
-func jbFootprint() float64 {
+// jbFootprint is the heap a PCMU jitter buffer holds after 3 s of jittery packets
+// (every loseEvery-th lost if > 0), averaged over many buffers: what a call's receive
+// side costs in RSS.
+func jbFootprint(loseEvery int) float64 {
 	const n = 1000
 	c, _ := newCodec(PCMU)
 	payload := make([]byte, 160)
@@ -337,7 +338,7 @@ func jbFootprint() float64 {
 	runtime.ReadMemStats(&before)
 	for i := range bufs {
 		bufs[i] = newJitterBuffer(c, 8000, 0, 0)
-		step := jbFeed(bufs[i], payload)
+		step := jbFeed(bufs[i], payload, loseEvery)
 		for range 150 {
 			step()
 		}
@@ -348,9 +349,19 @@ func jbFootprint() float64 {
 	return float64(after.HeapAlloc-before.HeapAlloc) / n
 }
 
+// A call's jitter buffer is a small part of the 40 KB a call may cost (issue 8).
 func TestJitterBufferFootprint(t *testing.T) {
-	got := jbFootprint()
-	t.Logf("%.0f bytes per jitter buffer", got)
+	for _, loseEvery := range []int{0, 20} {
+		got := jbFootprint(loseEvery)
+		loss := 0
+		if loseEvery > 0 {
+			loss = 100 / loseEvery
+		}
+		t.Logf("%.0f bytes per jitter buffer at %d %% loss", got, loss)
+		if got > 8<<10 {
+			t.Errorf("%.0f bytes per jitter buffer at %d %% loss, want at most 8 KB", got, loss)
+		}
+	}
 }
 
 // fullScan is the delay estimate as it was before the quantile was kept
@@ -433,12 +444,13 @@ func (b *fullScan) target() int64 {
 // estimate and to the full scan, and compares the target after every packet.
 func TestJitterTargetMatchesFullScan(t *testing.T) {
 	ms := func(n float64) int64 { return int64(n * float64(time.Millisecond)) }
-	// Each pattern gives packet i's send time (ns) and network delay (ns); ts follows send time.
+	// Each pattern gives packet i's position on the sender's clock (its timestamp, in
+	// ns) and its arrival on ours (ns).
 	type pattern struct {
 		name string
-		next func(r *rand.Rand, i int) (sent, delay int64)
+		next func(r *rand.Rand, i int) (sent, at int64)
 	}
-	spiky := func(r *rand.Rand, i int) (int64, int64) { // a quiet path with rare long stalls and bursts
+	spiky := func(r *rand.Rand, i int) int64 { // a quiet path with rare long stalls and bursts
 		d := ms(2 * r.Float64())
 		switch x := r.Float64(); {
 		case x < 0.002:
@@ -446,21 +458,30 @@ func TestJitterTargetMatchesFullScan(t *testing.T) {
 		case x < 0.02:
 			d += ms(40 * r.ExpFloat64())
 		}
-		return int64(i) * ms(20), d
+		return d
+	}
+	at := func(ptime, rate float64, delay func(r *rand.Rand) int64) func(r *rand.Rand, i int) (int64, int64) {
+		return func(r *rand.Rand, i int) (int64, int64) {
+			sent := ms(ptime * float64(i))
+			return sent, int64(float64(sent)/rate) + delay(r)
+		}
+	}
+	uniform := func(max float64) func(r *rand.Rand) int64 {
+		return func(r *rand.Rand) int64 { return ms(max * r.Float64()) }
 	}
 	patterns := []pattern{
-		{"uniform 0-80 ms", func(r *rand.Rand, i int) (int64, int64) { return int64(i) * ms(20), ms(80 * r.Float64()) }},
-		{"uniform 0-1.2 s", func(r *rand.Rand, i int) (int64, int64) { return int64(i) * ms(20), ms(1200 * r.Float64()) }},
-		{"spiky", spiky},
+		{"uniform 0-80 ms", at(20, 1, uniform(80))},
+		{"uniform 0-1.2 s", at(20, 1, uniform(1200))},
+		{"spiky", func(r *rand.Rand, i int) (int64, int64) { return int64(i) * ms(20), int64(i)*ms(20) + spiky(r, i) }},
 		{"wifi-like", func(r *rand.Rand, i int) (int64, int64) { // delay wanders, in 10-30 ms steps
-			return int64(i) * ms(20), ms(15*(1+math.Sin(float64(i)/97)) + 10*math.Floor(3*r.Float64()))
+			return int64(i) * ms(20), int64(i)*ms(20) + ms(15*(1+math.Sin(float64(i)/97))+10*math.Floor(3*r.Float64()))
 		}},
-		{"sender clock +1%", func(r *rand.Rand, i int) (int64, int64) { return int64(float64(i) * 19.8e6), ms(5 * r.Float64()) }},
-		{"sender clock -1%", func(r *rand.Rand, i int) (int64, int64) { return int64(float64(i) * 20.2e6), ms(5 * r.Float64()) }},
-		{"talkspurts and restarts", func(r *rand.Rand, i int) (int64, int64) { // 3 s silences; a 30 s clock jump every 2000
-			sent := int64(i)*ms(20) + int64(i/150)*ms(3000) + int64(i/2000)*ms(30000)
-			d, _ := spiky(r, i)
-			return sent, d
+		{"sender clock +1%", at(20, 1.01, uniform(5))},
+		{"sender clock -1%", at(20, 0.99, uniform(5))},
+		{"5 ms packets, sender clock -2%", at(5, 0.98, uniform(0.05))}, // the window queue fills to its cap
+		{"talkspurts and restarts", func(r *rand.Rand, i int) (int64, int64) { // 3 s silences; the sender's clock jumps 30 s every 2000
+			sent := int64(i)*ms(20) + int64(i/150)*ms(3000)
+			return sent + int64(i/2000)*ms(30000), sent + spiky(r, i) + ms(40*r.Float64())
 		}},
 	}
 	configs := [][2]time.Duration{{0, 0}, {time.Nanosecond, 2 * time.Second}, {10 * time.Millisecond, time.Second}, {40 * time.Millisecond, 201 * time.Millisecond}, {20 * time.Millisecond, 20 * time.Millisecond}}
@@ -476,8 +497,8 @@ func TestJitterTargetMatchesFullScan(t *testing.T) {
 			const n = 40000 // 13 min of packets: the histogram renormalises four times
 			changes, last := 0, b.target
 			for i := range n {
-				sent, delay := p.next(r, i)
-				at, ts := sent+delay, uint32(0xFFFF0000+sent*8000/int64(time.Second))
+				sent, at := p.next(r, i)
+				ts := uint32(0xFFFF0000 + sent*8000/int64(time.Second))
 				b.observe(at, ts)
 				b.updateTarget()
 				ref.observe(at, ts)
@@ -488,7 +509,7 @@ func TestJitterTargetMatchesFullScan(t *testing.T) {
 					changes, last = changes+1, b.target
 				}
 			}
-			t.Logf("%s %v: the target changed %d times", p.name, cfg, changes)
+			t.Logf("%s %v: the target changed %d times; window queue %d", p.name, cfg, changes, len(b.win))
 		}
 	}
 }

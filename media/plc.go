@@ -19,7 +19,8 @@ const (
 
 // plc conceals lost G.711 audio by repeating the last pitch period (then the last
 // two and three, so a long gap does not buzz), attenuated 20 % per 10 ms after the
-// first 10 ms, and cross-fades back into real audio. Buffers are allocated once.
+// first 10 ms, and cross-fades back into real audio. Buffers are allocated once; those
+// only concealment uses, at the first erasure (a clean call never needs them).
 type plc struct {
 	k                           int // rate / 8000
 	pitchMin, pitchMax, corrLen int
@@ -42,9 +43,6 @@ func newPLC(rate int) *plc {
 		pitchMin: plcPitchMin * k, pitchMax: plcPitchMax * k, corrLen: plcCorrLen * k,
 		frame: plcFrame * k, olaIncr: plcOLAIncr * k, ndec: 2 * k,
 		hist:      make([]int16, plcHistory*k),
-		pb:        make([]float32, plcHistory*k),
-		lastq:     make([]float32, plcPitchMax*k/4),
-		fade:      make([]float32, plcPitchMax*k/4),
 		attenStep: 1 / float32(5*plcFrame*k),
 		minPower:  float32(plcMinPower * k),
 	}
@@ -107,6 +105,11 @@ func (p *plc) attenuate() {
 
 // begin freezes the history and loops its last pitch period.
 func (p *plc) begin() {
+	if p.pb == nil {
+		n, q := len(p.hist), p.pitchMax/4
+		buf := make([]float32, n+2*q)
+		p.pb, p.lastq, p.fade = buf[:n:n], buf[n:n+q:n+q], buf[n+q:]
+	}
 	h, pos := p.hist, p.histPos
 	pb := p.pb[:len(h)]
 	for i, v := range h[pos:] {
