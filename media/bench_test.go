@@ -169,3 +169,79 @@ func TestPacketPathAllocs(t *testing.T) {
 		}
 	}
 }
+
+// jbFeed returns one 20 ms step of a jitter buffer fed PCMU with 0-30 ms of
+// pseudo-random network jitter on a simulated clock: the packets due by the tick
+// pushed, then one frame read. loseEvery > 0 loses every loseEvery-th packet.
+func jbFeed(b *jitterBuffer, payload []byte, loseEvery int) func() {
+	epoch := time.Unix(1000, 0)
+	frame := make([]int16, 160)
+	var seq uint16
+	var ts uint32
+	var tick time.Duration
+	var pending []simPkt // sorted by arrival; cap keeps it allocation-free
+	pending = make([]simPkt, 0, 16)
+	seed := uint64(1)
+	sent := time.Duration(0)
+	return func() {
+		tick += 20 * time.Millisecond
+		for sent <= tick { // the sender's packets up to now, each with its own delay
+			seed = seed*6364136223846793005 + 1442695040888963407
+			p := simPkt{at: sent + 5*time.Millisecond + time.Duration(seed>>33)%(30*time.Millisecond), seq: seq, ts: ts}
+			i := len(pending)
+			pending = append(pending, p)
+			for ; i > 0 && pending[i].at < pending[i-1].at; i-- {
+				pending[i], pending[i-1] = pending[i-1], pending[i]
+			}
+			seq, ts, sent = seq+1, ts+160, sent+20*time.Millisecond
+		}
+		n := 0
+		for ; n < len(pending) && pending[n].at <= tick; n++ {
+			if loseEvery > 0 && int(pending[n].seq)%loseEvery == 0 {
+				continue
+			}
+			b.push(epoch.Add(pending[n].at), pending[n].seq, pending[n].ts, payload)
+		}
+		pending = pending[:copy(pending, pending[n:])]
+		b.read(frame, epoch.Add(tick))
+	}
+}
+
+// BenchmarkJitterBuffer is one call's 20 ms of receive work in the jitter buffer:
+// about one push and one read of a PCMU packet, decode and any concealment included.
+func BenchmarkJitterBuffer(b *testing.B) {
+	c, _ := newCodec(PCMU)
+	payload := make([]byte, 160)
+	c.Encode(payload, pcm.Tone(400, 8000, 160, 0.5))
+	jb := newJitterBuffer(c, 8000, 0, 0)
+	step := jbFeed(jb, payload, 0)
+	for range 500 {
+		step()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		step()
+	}
+}
+
+func BenchmarkG711(b *testing.B) {
+	src := pcm.Tone(1000, 8000, 160, 0.5)
+	for _, c := range []Codec{PCMU, PCMA} {
+		impl, _ := newCodec(c)
+		payload := make([]byte, 160)
+		impl.Encode(payload, src)
+		dst := make([]int16, 0, 160)
+		b.Run(c.Name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				impl.Encode(payload, src)
+			}
+		})
+		b.Run(c.Name+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = impl.Decode(dst[:0], payload)
+			}
+		})
+	}
+}

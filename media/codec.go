@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -114,25 +115,54 @@ func newCodec(c Codec) (PayloadCodec, error) {
 	return nil, fmt.Errorf("%w: %v", ErrUnsupportedCodec, c)
 }
 
-// ulaw and alaw are G.711 (one byte per 8 kHz sample), done sample by sample with
-// zaf/g711 into caller buffers; its slice helpers allocate.
+// ulaw and alaw are G.711 (one byte per 8 kHz sample), by table lookup into caller
+// buffers. The tables come from zaf/g711 (its slice helpers allocate): µ-law
+// encoding looks only at a sample's top 14 bits and A-law at its top 12, so
+// encoding is one lookup too.
 type (
 	ulaw struct{}
 	alaw struct{}
 )
+
+var (
+	ulawDecode, alawDecode [256]int16
+	ulawEncode             [1 << 14]uint8
+	alawEncode             [1 << 12]uint8
+)
+
+func init() {
+	for i := range 256 {
+		ulawDecode[i], alawDecode[i] = g711.DecodeUlawFrame(uint8(i)), g711.DecodeAlawFrame(uint8(i))
+	}
+	for i := range ulawEncode {
+		ulawEncode[i] = g711.EncodeUlawFrame(int16(i << 2))
+	}
+	for i := range alawEncode {
+		alawEncode[i] = g711.EncodeAlawFrame(int16(i << 4))
+	}
+}
+
+// grow extends dst by n samples and returns it and the new part.
+func grow(dst []int16, n int) ([]int16, []int16) {
+	l := len(dst)
+	dst = slices.Grow(dst, n)[:l+n]
+	return dst, dst[l:]
+}
 
 func (ulaw) Rate() int                  { return 8000 }
 func (ulaw) MaxPayload(samples int) int { return samples }
 func (ulaw) Encode(dst []byte, src []int16) int {
 	dst = dst[:len(src)]
 	for i, s := range src {
-		dst[i] = g711.EncodeUlawFrame(s)
+		dst[i] = ulawEncode[uint16(s)>>2]
 	}
 	return len(src)
 }
 func (ulaw) Decode(dst []int16, payload []byte) []int16 {
-	for _, b := range payload {
-		dst = append(dst, g711.DecodeUlawFrame(b))
+	dst, out := grow(dst, len(payload))
+	out = out[:len(payload)]
+	for i, b := range payload {
+		out[i] = ulawDecode[b]
 	}
 	return dst
 }
@@ -142,13 +172,15 @@ func (alaw) MaxPayload(samples int) int { return samples }
 func (alaw) Encode(dst []byte, src []int16) int {
 	dst = dst[:len(src)]
 	for i, s := range src {
-		dst[i] = g711.EncodeAlawFrame(s)
+		dst[i] = alawEncode[uint16(s)>>4]
 	}
 	return len(src)
 }
 func (alaw) Decode(dst []int16, payload []byte) []int16 {
-	for _, b := range payload {
-		dst = append(dst, g711.DecodeAlawFrame(b))
+	dst, out := grow(dst, len(payload))
+	out = out[:len(payload)]
+	for i, b := range payload {
+		out[i] = alawDecode[b]
 	}
 	return dst
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/zaf/g711"
+
 	"github.com/switchboard-voip/switchboard/media/pcm"
 )
 
@@ -50,5 +52,28 @@ func TestCodecs(t *testing.T) {
 	}
 	if _, err := (&PortPool{}).Open(StreamConfig{Codec: Codec{Name: "G729", PayloadType: 18, ClockRate: 8000}}); !errors.Is(err, ErrUnsupportedCodec) {
 		t.Errorf("Open(G729): err = %v, want ErrUnsupportedCodec", err)
+	}
+}
+
+// The lookup tables give zaf/g711's codes and samples for every input.
+func TestG711Tables(t *testing.T) {
+	u, a := ulaw{}, alaw{}
+	var code [1]byte
+	for v := math.MinInt16; v <= math.MaxInt16; v++ {
+		s := []int16{int16(v)}
+		if u.Encode(code[:], s); code[0] != g711.EncodeUlawFrame(int16(v)) {
+			t.Fatalf("µ-law %d: %#x, want %#x", v, code[0], g711.EncodeUlawFrame(int16(v)))
+		}
+		if a.Encode(code[:], s); code[0] != g711.EncodeAlawFrame(int16(v)) {
+			t.Fatalf("A-law %d: %#x, want %#x", v, code[0], g711.EncodeAlawFrame(int16(v)))
+		}
+	}
+	for c := range 256 {
+		if got := u.Decode(nil, []byte{byte(c)}); len(got) != 1 || got[0] != g711.DecodeUlawFrame(byte(c)) {
+			t.Fatalf("µ-law code %#x: %v", c, got)
+		}
+		if got := a.Decode([]int16{7}, []byte{byte(c)}); len(got) != 2 || got[0] != 7 || got[1] != g711.DecodeAlawFrame(byte(c)) {
+			t.Fatalf("A-law code %#x: %v", c, got)
+		}
 	}
 }

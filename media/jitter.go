@@ -22,6 +22,7 @@ const (
 	jbBuckets   = 256
 	jbWindow    = int64(time.Second)
 	jbWindowCap = 128 // arrivals kept for the base-delay minimum; more per second is thinned
+	jbWindowMin = 16  // the queue's first size: jitter rarely queues more
 	jbSeed      = 20  // weight of the initial target, as many packets: gone in ~1 s
 	// jbHyst keeps the playout delay from see-sawing around the target.
 	jbHyst = int64(5 * time.Millisecond)
@@ -42,12 +43,12 @@ const (
 	DefaultJitterMax = 200 * time.Millisecond
 )
 
-// slot holds one packet; its payload buffer is reused for the life of the stream.
+// slot holds one packet; its payload is in bufs[buf], which it owns while filled.
 type slot struct {
-	filled    bool
-	seq       uint16
 	timestamp uint32
-	payload   []byte
+	seq       uint16
+	filled    bool
+	buf       uint8
 }
 
 type arrival struct{ at, d int64 }
@@ -75,40 +76,53 @@ type jitterBuffer struct {
 	// it stands for, kind what made it. Tests only.
 	trace func(kind traceKind, ts uint32, delay int64, samples []int16)
 
-	slots      [jbSlots]slot
-	count      int    // filled slots
-	started    bool   // nextSeq is meaningful
-	playing    bool   // inside a talkspurt; else waiting to start one on the target delay
-	everPlayed bool   // a packet earlier than the first may still join the start
-	nextSeq    uint16 // next packet to play
-	nextTS     uint32 // its timestamp, if no gap precedes it
-	end        uint16 // one past the highest sequence number received
-	behind     int    // packets in a row more than resyncGap behind
-	expanded   uint32 // timestamp units concealed while waiting for nextSeq
-	lastDur    uint32 // timestamp units of the last packet
-	lastN      int    // its decoded samples
-	concealRun int    // samples concealed in a row with nothing to play
+	slots [jbSlots]slot
+	// Payload buffers are reused for the life of the stream; there are only as many as
+	// packets were ever buffered at once, not one per slot.
+	bufs       [][]byte
+	free       []uint8 // indexes into bufs of buffers no slot holds
+	count      int     // filled slots
+	started    bool    // nextSeq is meaningful
+	playing    bool    // inside a talkspurt; else waiting to start one on the target delay
+	everPlayed bool    // a packet earlier than the first may still join the start
+	nextSeq    uint16  // next packet to play
+	nextTS     uint32  // its timestamp, if no gap precedes it
+	end        uint16  // one past the highest sequence number received
+	behind     int     // packets in a row more than resyncGap behind
+	expanded   uint32  // timestamp units concealed while waiting for nextSeq
+	lastDur    uint32  // timestamp units of the last packet
+	lastN      int     // its decoded samples
+	concealRun int     // samples concealed in a row with nothing to play
 	lastQuiet  bool
 	dry        bool  // the buffer ran dry in this talkspurt: one underrun
 	lastRead   int64 // when the clock last pulled, ns
 
-	carry   []int16 // decoded samples not yet handed out (packets need not be 20 ms)
-	scratch []int16
+	carry []int16 // decoded samples not yet handed out (packets need not be 20 ms)
+	fresh int     // where in carry the packet decoded last starts
 
 	// Delay estimate: d is a packet's arrival minus when its timestamp says it was
 	// due by the anchor (arrRef, tsRef); the minimum of d over the window is the
 	// path's base delay.
-	epoch     time.Time
-	anchored  bool
-	arrRef    int64
-	tsRef     uint32
-	win       [jbWindowCap]arrival // increasing d: a monotonic queue for the window minimum
-	winHead   int
-	winLen    int
-	hist      [jbBuckets]float64
+	epoch    time.Time
+	anchored bool
+	arrRef   int64
+	tsRef    uint32
+	// win is a monotonic queue (increasing d) for the window minimum: a ring whose length,
+	// a power of two, grows to jbWindowCap only if that many arrivals are ever queued.
+	win     []arrival
+	winHead int
+	winLen  int
+	// hist ends with the bucket holding max: every relative delay past it gives the
+	// same target (max), so those share it.
+	hist      []float64
 	histW     float64 // weight of the next sample: grows instead of decaying the rest
 	histTotal float64
-	target    int64
+	// The quantile is kept as it changes rather than scanned for: q is the highest
+	// bucket with more than 1-jbQuantile of the weight at or above it (-1 if none),
+	// above the weight of the buckets above q.
+	q      int
+	above  float64
+	target int64
 
 	lost, late, duplicate, dropped, underruns atomic.Uint64
 	concealed                                 atomic.Uint64 // samples
@@ -138,13 +152,16 @@ func newJitterBuffer(codec PayloadCodec, clock uint32, minDelay, maxDelay time.D
 		clock = uint32(rate)
 	}
 	b := &jitterBuffer{
-		codec:   codec,
-		clock:   int64(clock),
-		rate:    int64(rate),
-		min:     int64(minDelay),
-		max:     int64(maxDelay),
-		carry:   make([]int16, 0, 8*rate/50),
-		scratch: make([]int16, 0, 6*rate/50),
+		codec: codec,
+		clock: int64(clock),
+		rate:  int64(rate),
+		min:   int64(minDelay),
+		max:   int64(maxDelay),
+		carry: make([]int16, 0, 2*rate/50), // 20 ms packets; longer ones grow it once
+		hist:  make([]float64, min((int64(maxDelay)+jbBucket-1)/jbBucket, jbBuckets)),
+		bufs:  make([][]byte, 0, 8),
+		free:  make([]uint8, 0, jbSlots),
+		win:   make([]arrival, jbWindowMin),
 	}
 	if c, ok := codec.(Concealer); ok {
 		b.concealer = c
@@ -160,9 +177,10 @@ func (b *jitterBuffer) reset() {
 	b.restart(0)
 	b.started, b.everPlayed, b.anchored = false, false, false
 	b.winLen, b.winHead = 0, 0
-	clear(b.hist[:])
+	clear(b.hist)
 	b.histW, b.histTotal = 1, jbSeed
-	b.hist[min((b.min-1)/jbBucket, jbBuckets-1)] = jbSeed // start at the floor until measured
+	b.hist[min((b.min-1)/jbBucket, int64(len(b.hist)-1))] = jbSeed // start at the floor until measured
+	b.rescan()
 	b.updateTarget()
 	b.lastDur, b.lastN = uint32(b.clock/50), int(b.rate/50)
 	b.carry = b.carry[:0]
@@ -176,7 +194,9 @@ func (b *jitterBuffer) reset() {
 // restart empties the ring and expects seq next, to start on the target delay.
 func (b *jitterBuffer) restart(seq uint16) {
 	for i := range b.slots {
-		b.slots[i].filled = false
+		if s := &b.slots[i]; s.filled {
+			b.release(s)
+		}
 	}
 	b.started, b.playing = true, false
 	b.nextSeq, b.end, b.count, b.behind, b.expanded = seq, seq, 0, 0, 0
@@ -218,8 +238,7 @@ func (b *jitterBuffer) push(now time.Time, seq uint16, ts uint32, payload []byte
 		// on the target delay from what is left.
 		for int(int16(seq-b.nextSeq)) >= jbSlots {
 			if s := &b.slots[b.nextSeq%jbSlots]; s.filled && s.seq == b.nextSeq {
-				s.filled = false
-				b.count--
+				b.release(s)
 				b.dropped.Add(1)
 			} else {
 				b.lost.Add(1)
@@ -234,16 +253,32 @@ func (b *jitterBuffer) push(now time.Time, seq uint16, ts uint32, payload []byte
 			b.duplicate.Add(1)
 			return
 		}
-		b.count-- // cannot happen while slots hold only [nextSeq, nextSeq+jbSlots); overwrite to be safe
+		b.release(s) // cannot happen while slots hold only [nextSeq, nextSeq+jbSlots); overwrite to be safe
 	}
+	if n := len(b.free); n > 0 {
+		s.buf, b.free = b.free[n-1], b.free[:n-1]
+	} else {
+		s.buf = uint8(len(b.bufs))
+		b.bufs = append(b.bufs, nil)
+	}
+	b.bufs[s.buf] = append(b.bufs[s.buf][:0], payload...)
 	s.filled, s.seq, s.timestamp = true, seq, ts
-	s.payload = append(s.payload[:0], payload...)
 	b.count++
 	if int16(seq-b.end) >= 0 {
 		b.end = seq + 1
 	}
 	b.observe(at, ts)
 }
+
+// release empties a filled slot and frees its buffer.
+func (b *jitterBuffer) release(s *slot) {
+	s.filled = false
+	b.free = append(b.free, s.buf)
+	b.count--
+}
+
+// payload is a filled slot's packet payload.
+func (b *jitterBuffer) payload(s *slot) []byte { return b.bufs[s.buf] }
 
 // due is when a packet with timestamp ts would arrive over the fastest path seen, ns.
 func (b *jitterBuffer) due(ts uint32) int64 {
@@ -284,42 +319,75 @@ func (b *jitterBuffer) observe(at int64, ts uint32) {
 	}
 	// Monotonic queue: drop newer entries no smaller than d, then stale ones at the
 	// front (the newest always stays, so a silence keeps the last base delay).
-	for b.winLen > 0 && b.win[(b.winHead+b.winLen-1)%jbWindowCap].d >= d {
+	mask := len(b.win) - 1
+	for b.winLen > 0 && b.win[(b.winHead+b.winLen-1)&mask].d >= d {
 		b.winLen--
 	}
-	if b.winLen == jbWindowCap {
-		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+	if b.winLen == len(b.win) {
+		if len(b.win) < jbWindowCap {
+			w := make([]arrival, 2*len(b.win))
+			for i := range b.winLen {
+				w[i] = b.win[(b.winHead+i)&mask]
+			}
+			b.win, b.winHead, mask = w, 0, len(w)-1
+		} else {
+			b.winHead, b.winLen = (b.winHead+1)&mask, b.winLen-1
+		}
 	}
-	b.win[(b.winHead+b.winLen)%jbWindowCap] = arrival{at, d}
+	b.win[(b.winHead+b.winLen)&mask] = arrival{at, d}
 	b.winLen++
 	for b.winLen > 1 && b.win[b.winHead].at < at-jbWindow {
-		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+		b.winHead, b.winLen = (b.winHead+1)&mask, b.winLen-1
 	}
 	r := d - b.win[b.winHead].d
 	b.histW /= jbForget
-	if b.histW > 1e12 {
+	renorm := b.histW > 1e12
+	if renorm {
 		for i := range b.hist {
 			b.hist[i] /= b.histW
 		}
 		b.histTotal /= b.histW
 		b.histW = 1
 	}
-	i := min(r/jbBucket, jbBuckets-1)
+	i := int(min(r/jbBucket, int64(len(b.hist)-1)))
 	b.hist[i] += b.histW
 	b.histTotal += b.histW
+	if renorm {
+		b.rescan() // a fresh sum, so rounding in above cannot build up
+		return
+	}
+	if i > b.q {
+		b.above += b.histW
+	}
+	// The new weight moves the quantile by a bucket or so: walk q there.
+	limit := (1 - jbQuantile) * b.histTotal
+	for b.q < len(b.hist)-1 && b.above > limit {
+		b.q++
+		b.above -= b.hist[b.q]
+	}
+	for b.q >= 0 && b.above+b.hist[b.q] <= limit {
+		b.above += b.hist[b.q]
+		b.q--
+	}
+}
+
+// rescan finds q and above by summing the histogram from the top.
+func (b *jitterBuffer) rescan() {
+	limit := (1 - jbQuantile) * b.histTotal
+	var acc float64
+	for i := len(b.hist) - 1; i >= 0; i-- {
+		if acc+b.hist[i] > limit {
+			b.q, b.above = i, acc
+			return
+		}
+		acc += b.hist[i]
+	}
+	b.q, b.above = -1, acc
 }
 
 // updateTarget sets the target delay to the histogram's 95th percentile, within bounds.
 func (b *jitterBuffer) updateTarget() {
-	limit := (1 - jbQuantile) * b.histTotal
-	var acc float64
-	t := int64(0)
-	for i := jbBuckets - 1; i >= 0; i-- {
-		if acc += b.hist[i]; acc > limit {
-			t = int64(i+1) * jbBucket
-			break
-		}
-	}
+	t := int64(b.q+1) * jbBucket
 	b.target = min(max(t, b.min), b.max)
 	b.targetNow.Store(b.target)
 }
@@ -400,7 +468,8 @@ func (b *jitterBuffer) step(now int64, onClock bool) bool {
 				b.drop(s, now, true) // far too much delay and no pause to shed it in
 				continue
 			case slack > b.ns(b.lastDur)/2+jbHyst && b.lastQuiet && b.count > 1:
-				if b.decode(s); isQuiet(b.scratch) {
+				if b.decode(s); isQuiet(b.carry[b.fresh:]) {
+					b.carry = b.carry[:b.fresh]
 					b.drop(s, now, false)
 					continue
 				}
@@ -423,7 +492,7 @@ func (b *jitterBuffer) step(now int64, onClock bool) bool {
 			}
 			var next []byte
 			if q.seq == b.nextSeq+1 {
-				next = q.payload
+				next = b.payload(q)
 			}
 			b.synth(next, traceConceal, now)
 			return true
@@ -458,9 +527,10 @@ func (b *jitterBuffer) toIdle() {
 	}
 }
 
-// decode decodes s into scratch.
+// decode appends s decoded to carry, from fresh on: decoded in place, not copied there.
 func (b *jitterBuffer) decode(s *slot) {
-	b.scratch = b.codec.Decode(b.scratch[:0], s.payload)
+	b.fresh = len(b.carry)
+	b.carry = b.codec.Decode(b.carry, b.payload(s))
 }
 
 func (b *jitterBuffer) play(s *slot, now int64) bool {
@@ -468,9 +538,9 @@ func (b *jitterBuffer) play(s *slot, now int64) bool {
 	return b.emit(s, now)
 }
 
-// emit appends the packet decoded in scratch and advances past it.
+// emit takes the packet just decoded into carry and advances past it.
 func (b *jitterBuffer) emit(s *slot, now int64) bool {
-	got := b.scratch
+	got := b.carry[b.fresh:]
 	if len(got) > 0 {
 		if b.plc != nil && !b.silenceFill {
 			b.plc.good(got) // cross-fade out of concealment, keep history
@@ -479,13 +549,11 @@ func (b *jitterBuffer) emit(s *slot, now int64) bool {
 		b.lastDur = uint32(int64(len(got)) * b.clock / b.rate)
 		b.lastQuiet = isQuiet(got)
 	}
-	n := len(b.carry)
-	b.carry = append(b.carry, got...)
 	m := b.margin(s.timestamp, now)
 	b.delaySum.Add(uint64(max(m, 0)))
 	b.delayN.Add(1)
 	if b.trace != nil {
-		b.trace(tracePacket, s.timestamp, m, b.carry[n:])
+		b.trace(tracePacket, s.timestamp, m, got)
 	}
 	b.advance(s)
 	return true
@@ -505,8 +573,7 @@ func (b *jitterBuffer) drop(s *slot, now int64, forced bool) {
 func (b *jitterBuffer) advance(s *slot) {
 	b.nextSeq, b.nextTS = s.seq+1, s.timestamp+b.lastDur
 	b.expanded, b.concealRun, b.dry = 0, 0, false
-	s.filled = false
-	b.count--
+	b.release(s)
 }
 
 // synth appends one packet's worth of concealment: for a missing packet, or to
@@ -536,11 +603,21 @@ func (b *jitterBuffer) synth(next []byte, kind traceKind, now int64) {
 }
 
 func isQuiet(s []int16) bool {
+	limit := quietPower * int64(len(s))
 	var e int64
+	for len(s) >= 32 { // speech is mostly loud: the energy passes the limit early
+		for _, v := range s[:32] {
+			e += int64(v) * int64(v)
+		}
+		if e >= limit {
+			return false
+		}
+		s = s[32:]
+	}
 	for _, v := range s {
 		e += int64(v) * int64(v)
 	}
-	return e < quietPower*int64(len(s))
+	return e < limit
 }
 
 // delayStats is what Stats reports: mean playout delay, current target, concealed ms.

@@ -1,6 +1,9 @@
 package media
 
 import (
+	"math"
+	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -318,5 +321,195 @@ func TestJitterBufferReset(t *testing.T) {
 	}
 	if s.b.late.Load()+s.b.lost.Load() != 0 {
 		t.Errorf("late %d lost %d", s.b.late.Load(), s.b.lost.Load())
+	}
+}
+
+// jbFootprint is the heap a PCMU jitter buffer holds after 3 s of jittery packets
+// (every loseEvery-th lost if > 0), averaged over many buffers: what a call's receive
+// side costs in RSS.
+func jbFootprint(loseEvery int) float64 {
+	const n = 1000
+	c, _ := newCodec(PCMU)
+	payload := make([]byte, 160)
+	c.Encode(payload, pcm.Tone(400, 8000, 160, 0.5))
+	bufs := make([]*jitterBuffer, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range bufs {
+		bufs[i] = newJitterBuffer(c, 8000, 0, 0)
+		step := jbFeed(bufs[i], payload, loseEvery)
+		for range 150 {
+			step()
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(bufs)
+	return float64(after.HeapAlloc-before.HeapAlloc) / n
+}
+
+// A call's jitter buffer is a small part of the 40 KB a call may cost (issue 8).
+func TestJitterBufferFootprint(t *testing.T) {
+	for _, loseEvery := range []int{0, 20} {
+		got := jbFootprint(loseEvery)
+		loss := 0
+		if loseEvery > 0 {
+			loss = 100 / loseEvery
+		}
+		t.Logf("%.0f bytes per jitter buffer at %d %% loss", got, loss)
+		if got > 8<<10 {
+			t.Errorf("%.0f bytes per jitter buffer at %d %% loss, want at most 8 KB", got, loss)
+		}
+	}
+}
+
+// fullScan is the delay estimate as it was before the quantile was kept
+// incrementally: all 256 buckets, scanned from the top on every read. The buffer
+// must set the same target from the same arrivals.
+type fullScan struct {
+	clock, min, max  int64
+	anchored         bool
+	arrRef           int64
+	tsRef            uint32
+	win              [jbWindowCap]arrival
+	winHead, winLen  int
+	hist             [jbBuckets]float64
+	histW, histTotal float64
+}
+
+func newFullScan(clock int64, minDelay, maxDelay time.Duration) *fullScan {
+	f := &fullScan{clock: clock, min: int64(minDelay), max: int64(max(maxDelay, minDelay)), histW: 1, histTotal: jbSeed}
+	f.hist[min((f.min-1)/jbBucket, jbBuckets-1)] = jbSeed
+	return f
+}
+
+func (b *fullScan) observe(at int64, ts uint32) {
+	if !b.anchored {
+		b.anchored, b.arrRef, b.tsRef = true, at, ts
+	}
+	dt := int32(ts - b.tsRef)
+	if dt > 1<<29 {
+		const shift = 1 << 28
+		b.tsRef += shift
+		b.arrRef += shift * int64(time.Second) / b.clock
+		dt -= shift
+	}
+	d := at - (b.arrRef + int64(dt)*int64(time.Second)/b.clock)
+	if b.winLen > 0 {
+		if diff := d - b.win[b.winHead].d; diff > jbRestart || diff < -jbRestart {
+			b.arrRef, b.tsRef, d = at, ts, 0
+			b.winLen = 0
+		}
+	}
+	for b.winLen > 0 && b.win[(b.winHead+b.winLen-1)%jbWindowCap].d >= d {
+		b.winLen--
+	}
+	if b.winLen == jbWindowCap {
+		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+	}
+	b.win[(b.winHead+b.winLen)%jbWindowCap] = arrival{at, d}
+	b.winLen++
+	for b.winLen > 1 && b.win[b.winHead].at < at-jbWindow {
+		b.winHead, b.winLen = (b.winHead+1)%jbWindowCap, b.winLen-1
+	}
+	r := d - b.win[b.winHead].d
+	b.histW /= jbForget
+	if b.histW > 1e12 {
+		for i := range b.hist {
+			b.hist[i] /= b.histW
+		}
+		b.histTotal /= b.histW
+		b.histW = 1
+	}
+	i := min(r/jbBucket, jbBuckets-1)
+	b.hist[i] += b.histW
+	b.histTotal += b.histW
+}
+
+func (b *fullScan) target() int64 {
+	limit := (1 - jbQuantile) * b.histTotal
+	var acc float64
+	t := int64(0)
+	for i := jbBuckets - 1; i >= 0; i-- {
+		if acc += b.hist[i]; acc > limit {
+			t = int64(i+1) * jbBucket
+			break
+		}
+	}
+	return min(max(t, b.min), b.max)
+}
+
+// TestJitterTargetMatchesFullScan feeds the same arrivals to the buffer's delay
+// estimate and to the full scan, and compares the target after every packet.
+func TestJitterTargetMatchesFullScan(t *testing.T) {
+	ms := func(n float64) int64 { return int64(n * float64(time.Millisecond)) }
+	// Each pattern gives packet i's position on the sender's clock (its timestamp, in
+	// ns) and its arrival on ours (ns).
+	type pattern struct {
+		name string
+		next func(r *rand.Rand, i int) (sent, at int64)
+	}
+	spiky := func(r *rand.Rand, i int) int64 { // a quiet path with rare long stalls and bursts
+		d := ms(2 * r.Float64())
+		switch x := r.Float64(); {
+		case x < 0.002:
+			d += ms(300 + 400*r.Float64())
+		case x < 0.02:
+			d += ms(40 * r.ExpFloat64())
+		}
+		return d
+	}
+	at := func(ptime, rate float64, delay func(r *rand.Rand) int64) func(r *rand.Rand, i int) (int64, int64) {
+		return func(r *rand.Rand, i int) (int64, int64) {
+			sent := ms(ptime * float64(i))
+			return sent, int64(float64(sent)/rate) + delay(r)
+		}
+	}
+	uniform := func(max float64) func(r *rand.Rand) int64 {
+		return func(r *rand.Rand) int64 { return ms(max * r.Float64()) }
+	}
+	patterns := []pattern{
+		{"uniform 0-80 ms", at(20, 1, uniform(80))},
+		{"uniform 0-1.2 s", at(20, 1, uniform(1200))},
+		{"spiky", func(r *rand.Rand, i int) (int64, int64) { return int64(i) * ms(20), int64(i)*ms(20) + spiky(r, i) }},
+		{"wifi-like", func(r *rand.Rand, i int) (int64, int64) { // delay wanders, in 10-30 ms steps
+			return int64(i) * ms(20), int64(i)*ms(20) + ms(15*(1+math.Sin(float64(i)/97))+10*math.Floor(3*r.Float64()))
+		}},
+		{"sender clock +1%", at(20, 1.01, uniform(5))},
+		{"sender clock -1%", at(20, 0.99, uniform(5))},
+		{"5 ms packets, sender clock -2%", at(5, 0.98, uniform(0.05))}, // the window queue fills to its cap
+		{"talkspurts and restarts", func(r *rand.Rand, i int) (int64, int64) { // 3 s silences; the sender's clock jumps 30 s every 2000
+			sent := int64(i)*ms(20) + int64(i/150)*ms(3000)
+			return sent + int64(i/2000)*ms(30000), sent + spiky(r, i) + ms(40*r.Float64())
+		}},
+	}
+	configs := [][2]time.Duration{{0, 0}, {time.Nanosecond, 2 * time.Second}, {10 * time.Millisecond, time.Second}, {40 * time.Millisecond, 201 * time.Millisecond}, {20 * time.Millisecond, 20 * time.Millisecond}}
+	c, _ := newCodec(PCMU)
+	for _, p := range patterns {
+		for _, cfg := range configs {
+			r := rand.New(rand.NewPCG(7, uint64(len(p.name))))
+			b := newJitterBuffer(c, 8000, cfg[0], cfg[1])
+			ref := newFullScan(8000, time.Duration(b.min), time.Duration(b.max))
+			if got, want := b.target, ref.target(); got != want {
+				t.Fatalf("%s %v: initial target %v, full scan %v", p.name, cfg, got, want)
+			}
+			const n = 40000 // 13 min of packets: the histogram renormalises four times
+			changes, last := 0, b.target
+			for i := range n {
+				sent, at := p.next(r, i)
+				ts := uint32(0xFFFF0000 + sent*8000/int64(time.Second))
+				b.observe(at, ts)
+				b.updateTarget()
+				ref.observe(at, ts)
+				if want := ref.target(); b.target != want {
+					t.Fatalf("%s %v: packet %d: target %v, full scan %v", p.name, cfg, i, time.Duration(b.target), time.Duration(want))
+				}
+				if b.target != last {
+					changes, last = changes+1, b.target
+				}
+			}
+			t.Logf("%s %v: the target changed %d times; window queue %d", p.name, cfg, changes, len(b.win))
+		}
 	}
 }

@@ -19,13 +19,15 @@ const (
 
 // plc conceals lost G.711 audio by repeating the last pitch period (then the last
 // two and three, so a long gap does not buzz), attenuated 20 % per 10 ms after the
-// first 10 ms, and cross-fades back into real audio. Buffers are allocated once.
+// first 10 ms, and cross-fades back into real audio. Buffers are allocated once; those
+// only concealment uses, at the first erasure (a clean call never needs them).
 type plc struct {
 	k                           int // rate / 8000
 	pitchMin, pitchMax, corrLen int
 	frame, olaIncr, ndec        int
-	hist                        []float32 // last samples played, newest last
-	pb                          []float32 // hist frozen when the erasure began
+	hist                        []int16 // last samples played: a ring, oldest at histPos
+	histPos                     int
+	pb                          []float32 // hist frozen when the erasure began, oldest first
 	lastq                       []float32 // pb's original last quarter period
 	fade                        []float32 // old loop's continuation, faded out into the new loop
 	fadeLen, fadePos            int
@@ -40,10 +42,7 @@ func newPLC(rate int) *plc {
 		k:        k,
 		pitchMin: plcPitchMin * k, pitchMax: plcPitchMax * k, corrLen: plcCorrLen * k,
 		frame: plcFrame * k, olaIncr: plcOLAIncr * k, ndec: 2 * k,
-		hist:      make([]float32, plcHistory*k),
-		pb:        make([]float32, plcHistory*k),
-		lastq:     make([]float32, plcPitchMax*k/4),
-		fade:      make([]float32, plcPitchMax*k/4),
+		hist:      make([]int16, plcHistory*k),
 		attenStep: 1 / float32(5*plcFrame*k),
 		minPower:  float32(plcMinPower * k),
 	}
@@ -106,7 +105,20 @@ func (p *plc) attenuate() {
 
 // begin freezes the history and loops its last pitch period.
 func (p *plc) begin() {
-	copy(p.pb, p.hist)
+	if p.pb == nil {
+		n, q := len(p.hist), p.pitchMax/4
+		buf := make([]float32, n+2*q)
+		p.pb, p.lastq, p.fade = buf[:n:n], buf[n:n+q:n+q], buf[n+q:]
+	}
+	h, pos := p.hist, p.histPos
+	pb := p.pb[:len(h)]
+	for i, v := range h[pos:] {
+		pb[i] = float32(v)
+	}
+	pb = pb[len(h)-pos:]
+	for i, v := range h[:pos] {
+		pb[i] = float32(v)
+	}
 	p.pitch = p.findPitch()
 	p.quarter = p.pitch / 4
 	copy(p.lastq[:p.quarter], p.pb[len(p.pb)-p.quarter:])
@@ -189,17 +201,19 @@ func (p *plc) findPitch() int {
 	return p.pitchMax - best
 }
 
-// push appends s to the history.
+// push appends s to the history, over its oldest samples.
 func (p *plc) push(s []int16) {
 	h := p.hist
-	if len(s) >= len(h) {
+	if len(s) > len(h) {
 		s = s[len(s)-len(h):]
-	} else {
-		copy(h, h[len(s):])
 	}
-	h = h[len(h)-len(s):]
-	for i, v := range s {
-		h[i] = float32(v)
+	n := copy(h[p.histPos:], s)
+	p.histPos += n
+	if n < len(s) {
+		p.histPos = copy(h, s[n:])
+	}
+	if p.histPos == len(h) {
+		p.histPos = 0
 	}
 }
 

@@ -112,3 +112,28 @@ func TestPLCAllocs(t *testing.T) {
 		t.Errorf("%v allocations per frame", a)
 	}
 }
+
+// The history ring unrolls to the last samples played, oldest first, whatever the
+// frame sizes that filled it.
+func TestPLCHistory(t *testing.T) {
+	p := newPLC(8000)
+	var played []int16
+	next := int16(1)
+	for _, n := range []int{7, 160, 400, 1, 390, 389, 240, 80} {
+		s := make([]int16, n)
+		for i := range s {
+			s[i], next = next, next+1
+		}
+		p.push(s)
+		played = append(played, s...)
+		p.begin()
+		want := played[max(len(played)-plcHistory, 0):]
+		got := p.pb[plcHistory-len(want):]
+		for i := range want {
+			// begin smooths the last quarter period of pb: compare the rest.
+			if i < len(want)-p.quarter && got[i] != float32(want[i]) {
+				t.Fatalf("after %d samples: history[%d] = %v, want %d", len(played), i, got[i], want[i])
+			}
+		}
+	}
+}
