@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -88,7 +89,8 @@ type twilioSession struct {
 	res    *pcm.Resampler // only if frames ever come at another rate
 	frame  []int16
 	ulaw   []byte
-	played []int16 // the reader's decode buffer
+	ulawIn []byte  // the reader's base64 decode buffer
+	played []int16 // the reader's µ-law decode buffer
 }
 
 func (s *twilioSession) nextSeq() string {
@@ -167,6 +169,14 @@ func (s *twilioSession) handle(typ websocket.MessageType, data []byte) error {
 	if typ != websocket.MessageText {
 		return fmt.Errorf("binary message; Media Streams messages are JSON text")
 	}
+	if p, ok := twilioMediaPayload(data); ok {
+		n := base64.StdEncoding.DecodedLen(len(p))
+		s.ulawIn = slices.Grow(s.ulawIn[:0], n)[:n]
+		if n, err := base64.StdEncoding.Decode(s.ulawIn, p); err == nil {
+			s.play(s.ulawIn[:n])
+			return nil
+		} // else encoding/json below finds and reports the same error
+	}
 	var m twilioIn
 	if err := json.Unmarshal(data, &m); err != nil {
 		s.w.log.Warn("bad message from bot, ignored", "err", err)
@@ -174,11 +184,7 @@ func (s *twilioSession) handle(typ websocket.MessageType, data []byte) error {
 	}
 	switch m.Event {
 	case "media":
-		s.played = s.played[:0]
-		for _, c := range m.Media.Payload {
-			s.played = append(s.played, g711.DecodeUlawFrame(c))
-		}
-		s.ctl.Play(s.played, twilioRate)
+		s.play(m.Media.Payload)
 	case "mark":
 		s.ctl.Mark(m.Mark.Name)
 	case "clear":
@@ -187,4 +193,13 @@ func (s *twilioSession) handle(typ websocket.MessageType, data []byte) error {
 		s.w.log.Debug("message from bot ignored", "event", m.Event)
 	}
 	return nil
+}
+
+// play decodes µ-law from the bot and queues it for the caller.
+func (s *twilioSession) play(ulaw []byte) {
+	s.played = s.played[:0]
+	for _, c := range ulaw {
+		s.played = append(s.played, g711.DecodeUlawFrame(c))
+	}
+	s.ctl.Play(s.played, twilioRate)
 }

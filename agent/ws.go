@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,9 @@ const (
 	// wsReadLimit admits a bot's audio burst in one message (Twilio bots send
 	// whole utterances: 30 s of µ-law in base64 is 320 KB).
 	wsReadLimit = 4 << 20
-	// wsWriteTimeout: a bot that takes longer to accept one message is lost.
-	wsWriteTimeout = 5 * time.Second
+	// wsStallDrops: a bot that has taken no message while this many caller
+	// frames were dropped (5 s of audio on top of the backlog) is lost.
+	wsStallDrops = 250
 	// wsCloseWait is how long Close waits for the bot to answer the close handshake.
 	wsCloseWait = time.Second
 )
@@ -42,18 +44,31 @@ var (
 // call's clock never blocks on it (outgoing messages go through a bounded
 // queue to a writer goroutine), the protocol reads on a goroutine of its own,
 // and Close ends both.
+//
+// Reads and writes pass no deadline or cancellable context to the WebSocket:
+// coder/websocket arms a context.AfterFunc (and the caller a timer) per frame
+// for those, which cost more than the frame. Teardown closes the TCP
+// connection under it instead, and a bot that stops reading is found by the
+// drops it causes (wsStallDrops).
 type wsConn struct {
 	conn *websocket.Conn
+	raw  net.Conn // the TCP connection under conn, closed to end blocked reads and writes
 	log  *slog.Logger
 	ctx  context.Context // ends when the connection is torn down
 	stop context.CancelFunc
 
 	mu      sync.Mutex
-	queue   []wsOut
+	queue   []wsOut // queue[head:] waits for the writer
+	head    int
 	spare   [][]byte // buffers of written messages, for reuse
 	audio   int      // audio messages in queue
 	closing bool     // Close has begun: errors from here on are ours
 	wake    chan struct{}
+	written int64 // messages the writer has finished
+	stall   struct {
+		written int64 // written when the current run of drops began
+		drops   int   // audio drops since then
+	}
 
 	dropped    atomic.Int64 // messages dropped because the bot was too slow
 	report     func(error)  // how the end is reported to the call; set by read
@@ -73,7 +88,34 @@ type wsOut struct {
 func dialWS(ctx context.Context, url string, timeout time.Duration, header http.Header, log *slog.Logger) (*wsConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header})
+	// A transport of its own, to keep hold of the TCP connection it dials.
+	var (
+		rawMu sync.Mutex
+		raw   net.Conn
+	)
+	base, _ := http.DefaultTransport.(*http.Transport)
+	if base == nil {
+		base = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	}
+	tr := base.Clone()
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if wsWrapConn != nil {
+			c = wsWrapConn(c)
+		}
+		rawMu.Lock()
+		raw = c
+		rawMu.Unlock()
+		return c, nil
+	}
+	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("connect %s: HTTP %s: %w", url, resp.Status, err)
@@ -84,8 +126,12 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
 	c.SetReadLimit(wsReadLimit)
+	rawMu.Lock()
+	rc := raw
+	rawMu.Unlock()
 	w := &wsConn{
 		conn:       c,
+		raw:        rc,
 		log:        log,
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
@@ -95,6 +141,9 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 	go w.writer()
 	return w, nil
 }
+
+// wsWrapConn, if set, wraps each bot's TCP connection (tests count writes).
+var wsWrapConn func(net.Conn) net.Conn
 
 // buf returns an empty buffer for the next message (reused, so steady-state
 // audio does not allocate).
@@ -113,12 +162,23 @@ func (w *wsConn) buf() []byte {
 // that has fallen too far behind loses the message (counted).
 func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 	w.mu.Lock()
-	if w.closing || (audio && w.audio >= wsAudioBacklog) || len(w.queue) >= wsAudioBacklog+wsControlBacklog {
+	if w.closing || (audio && w.audio >= wsAudioBacklog) || len(w.queue)-w.head >= wsAudioBacklog+wsControlBacklog {
 		closing := w.closing
 		w.spare = append(w.spare, b)
+		stalled := false
+		if audio && !closing {
+			if w.stall.written != w.written {
+				w.stall.written, w.stall.drops = w.written, 0
+			}
+			w.stall.drops++
+			stalled = w.stall.drops == wsStallDrops
+		}
 		w.mu.Unlock()
 		if n := w.dropped.Add(1); !closing && n&(n-1) == 0 { // log at 1, 2, 4, 8, ... drops
 			w.log.Warn("bot too slow, message dropped", "dropped", n, "audio", audio)
+		}
+		if stalled {
+			w.end(fmt.Errorf("%w: the bot took no message for %d dropped frames", ErrBotLost, wsStallDrops))
 		}
 		return
 	}
@@ -168,7 +228,8 @@ func (w *wsConn) writer() {
 	defer close(w.writerDone)
 	for {
 		w.mu.Lock()
-		if len(w.queue) == 0 {
+		if w.head == len(w.queue) {
+			w.queue, w.head = w.queue[:0], 0
 			closing := w.closing
 			w.mu.Unlock()
 			if closing {
@@ -184,19 +245,19 @@ func (w *wsConn) writer() {
 				return
 			}
 		}
-		m := w.queue[0]
-		w.queue[0] = wsOut{}
-		w.queue = w.queue[1:]
+		m := w.queue[w.head]
+		w.queue[w.head] = wsOut{}
+		w.head++
 		if m.audio {
 			w.audio--
 		}
 		w.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(w.ctx, wsWriteTimeout)
-		err := w.conn.Write(ctx, m.typ, m.b)
-		cancel()
+		// One frame, one write(2): coder/websocket buffers header and payload and flushes at the end of the message.
+		err := w.conn.Write(context.Background(), m.typ, m.b)
 		w.mu.Lock()
 		w.spare = append(w.spare, m.b)
+		w.written++
 		w.mu.Unlock()
 		if err != nil {
 			w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
@@ -221,7 +282,7 @@ func (w *wsConn) read(handle func(typ websocket.MessageType, data []byte) error)
 	defer close(w.readerDone)
 	var buf bytes.Buffer
 	for {
-		typ, r, err := w.conn.Reader(w.ctx)
+		typ, r, err := w.conn.Reader(context.Background())
 		if err == nil {
 			buf.Reset()
 			_, err = buf.ReadFrom(r)
@@ -261,6 +322,14 @@ func (w *wsConn) end(err error) {
 	})
 	if errors.Is(err, ErrBotLost) {
 		w.stop() // nothing more will reach this bot
+		w.hardClose()
+	}
+}
+
+// hardClose closes the TCP connection, which ends a read or write blocked on it.
+func (w *wsConn) hardClose() {
+	if w.raw != nil {
+		w.raw.Close()
 	}
 }
 
@@ -303,7 +372,8 @@ func (w *wsConn) close(final []byte) {
 	case <-w.readerDone: // the bot answered the close handshake
 	case <-t.C:
 	}
-	w.stop() // a reader still waiting closes the connection, which ends the writer's handshake too
+	w.stop()
+	w.hardClose() // ends a reader still waiting and the writer's close handshake
 	<-w.readerDone
 	w.conn.CloseNow()
 	<-w.writerDone
@@ -319,6 +389,7 @@ func (w *wsConn) abort() {
 	w.closing = true
 	w.mu.Unlock()
 	w.stop()
+	w.hardClose()
 	w.conn.CloseNow()
 	<-w.writerDone
 }
