@@ -38,6 +38,7 @@ func runGateway(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
+	gcDefaults(log)
 	dp, err := dialplan.Load(cfg.Dialplan)
 	if err != nil {
 		return err
