@@ -245,7 +245,8 @@ func (m *mediaCall) receive(p []byte, now time.Time) {
 
 // sender sends every active call's packets on a 1 ms wheel of 20 slots, so
 // the calls' packets are spread over each 20 ms instead of sent in one burst;
-// a slot's packets leave in one sendmmsg.
+// a slot's packets leave in one sendmmsg. On each tick it also drains the
+// returned packets (rtpSocket).
 type sender struct {
 	sock  *rtpSocket
 	mu    sync.Mutex
@@ -293,6 +294,9 @@ func (s *sender) run(stop <-chan struct{}) {
 			}
 			s.mu.Unlock()
 			s.sendSlot(batch, now)
+		}
+		if s.sock.kernel {
+			s.sock.drain()
 		}
 		select {
 		case <-stop:

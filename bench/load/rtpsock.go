@@ -28,8 +28,11 @@ type mmsghdr struct {
 
 // rtpSocket is the one RTP socket of every call: each call's SDP offers its
 // address, and returned packets are demultiplexed by their source (the
-// gateway answers each call from a port of its own). One goroutine reads it
-// with recvmmsg; the sender writes each wheel slot with one sendmmsg.
+// gateway answers each call from a port of its own). The sender writes each
+// wheel slot with one sendmmsg and, on the same 1 ms tick, drains what came
+// back with recvmmsg: arrival times are the kernel's, so reading late changes
+// no figure and saves a wakeup per packet. Without kernel timestamps a
+// goroutine of its own reads instead, as soon as packets arrive.
 type rtpSocket struct {
 	conn   *net.UDPConn
 	rtcp   *net.UDPConn // port+1, where the gateway sends its RTCP
@@ -40,7 +43,8 @@ type rtpSocket struct {
 	mu    sync.RWMutex
 	calls map[netip.AddrPort]*mediaCall // the gateway's RTP address of each call → the call
 
-	// Receive side, owned by the reader goroutine until done is closed.
+	// Receive side, owned by the reader goroutine (or the sender, see drain)
+	// until it has stopped.
 	started bool
 	done    chan struct{}
 	foreign uint64 // datagrams from no call's gateway address
@@ -52,6 +56,7 @@ type rtpSocket struct {
 	rn      int
 	rerr    syscall.Errno
 	readFn  func(fd uintptr) bool // made once, so a read allocates nothing
+	drainFn func(fd uintptr) bool
 
 	// Send side, used by one goroutine at a time (the sender).
 	smsgs   []mmsghdr
@@ -96,12 +101,22 @@ func newRTPSocket() (*rtpSocket, error) {
 		s.rearm(i)
 	}
 	s.readFn = s.recv
+	s.drainFn = func(fd uintptr) bool {
+		if !s.recv(fd) {
+			s.rn, s.rerr = 0, 0 // nothing waiting
+		}
+		return true
+	}
 	s.writeFn = s.send
 	return s, nil
 }
 
-// start reads the socket in a goroutine of its own until close.
+// start reads the socket in a goroutine of its own until close, unless the
+// sender drains it (kernel timestamps).
 func (s *rtpSocket) start() {
+	if s.kernel {
+		return
+	}
 	s.started = true
 	go func() {
 		defer close(s.done)
@@ -183,14 +198,33 @@ func (s *rtpSocket) readBatch() int {
 	if s.rerr != 0 {
 		return 0 // e.g. a queued ICMP error; the next datagram is still there
 	}
-	now := time.Now() // without kernel timestamps, as close to the read as this gets
+	s.dispatchAll(time.Now()) // without kernel timestamps, as close to the read as this gets
+	return s.rn
+}
+
+// drain hands every datagram waiting to its call without blocking; it
+// returns how many there were.
+func (s *rtpSocket) drain() (n int) {
+	for {
+		if err := s.rc.Read(s.drainFn); err != nil || s.rerr != 0 {
+			return n // closed, or an error the next tick's read gets past
+		}
+		s.dispatchAll(time.Now())
+		n += s.rn
+		if s.rn < rtpBatch {
+			return n
+		}
+	}
+}
+
+// dispatchAll hands the s.rn datagrams of the last read to their calls.
+func (s *rtpSocket) dispatchAll(now time.Time) {
 	s.mu.RLock()
 	for i := range s.rn {
 		s.dispatch(i, now)
 		s.rearm(i)
 	}
 	s.mu.RUnlock()
-	return s.rn
 }
 
 // dispatch gives datagram i to the call whose gateway address sent it.
