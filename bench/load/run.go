@@ -254,6 +254,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	byeWG.Wait()
 	stopMedia() // the calls' receive figures are final once the reader has stopped
+	if sock.sendErr > 0 {
+		log.Printf("%d RTP packets could not be sent", sock.sendErr)
+	}
 
 	// Figures.
 	var jit, rtt hist
