@@ -61,8 +61,8 @@ type rtpSocket struct {
 	// Send side, used by one goroutine at a time (the sender).
 	smsgs   []mmsghdr
 	siov    []unix.Iovec
-	sn      int // messages queued
-	soff    int // messages written so far by flush
+	sn      int    // messages queued
+	soff    int    // messages written so far by flush
 	sendErr uint64 // datagrams sendmmsg refused (reported at the end of a run)
 	writeFn func(fd uintptr) bool
 }
