@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -13,18 +16,23 @@ import (
 
 // twilioBot is a Twilio Media Streams bot that sends every media payload
 // straight back (as cmd/switchboard/agents_test.go's twilioEcho), kept lean
-// because it shares the machine with the gateway.
+// because it shares the machine with the gateway: a media message is echoed
+// from reused buffers, its base64 payload copied as it came.
 type twilioBot struct {
 	srv   *http.Server
 	url   string
 	conns atomic.Int64
 	media atomic.Int64
+	marks atomic.Int64 // mark events from the gateway (the bot sends no marks, so none in a sound run)
 }
 
 type twilioMsg struct {
 	Event     string `json:"event"`
 	StreamSid string `json:"streamSid"`
-	Media     *struct {
+	Start     *struct {
+		StreamSid string `json:"streamSid"`
+	} `json:"start"`
+	Media *struct {
 		Payload string `json:"payload"`
 	} `json:"media"`
 }
@@ -50,34 +58,28 @@ func (b *twilioBot) serve(w http.ResponseWriter, r *http.Request) {
 	// Bounded: no call of a load run lasts 40 minutes.
 	ctx, cancel := context.WithTimeout(r.Context(), 40*time.Minute)
 	defer cancel()
-	var sid string
-	out := make([]byte, 0, 512)
+	var s botStream
+	in := make([]byte, 0, 1024)
 	for {
-		_, data, err := c.Read(ctx)
+		typ, rd, err := c.Reader(ctx)
 		if err != nil {
 			return
 		}
-		var m twilioMsg
-		if json.Unmarshal(data, &m) != nil {
+		if in, err = readMessage(rd, in[:0]); err != nil {
+			return
+		}
+		if typ != websocket.MessageText {
 			continue
 		}
-		switch m.Event {
-		case "start":
-			sid = m.StreamSid
-		case "stop":
+		reply, stop := s.handle(in)
+		switch {
+		case stop:
 			return
-		case "media":
-			if m.Media == nil || sid == "" {
-				continue
-			}
+		case s.mark:
+			b.marks.Add(1)
+		case reply != nil:
 			b.media.Add(1)
-			// streamSid and payload (base64) need no JSON escaping.
-			out = append(out[:0], `{"event":"media","streamSid":"`...)
-			out = append(out, sid...)
-			out = append(out, `","media":{"payload":"`...)
-			out = append(out, m.Media.Payload...)
-			out = append(out, `"}}`...)
-			if c.Write(ctx, websocket.MessageText, out) != nil {
+			if c.Write(ctx, websocket.MessageText, reply) != nil {
 				return
 			}
 		}
@@ -85,3 +87,82 @@ func (b *twilioBot) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *twilioBot) close() { b.srv.Close() }
+
+// readMessage appends the rest of a WebSocket message to buf, growing it only
+// for a message longer than any before.
+func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// botStream is one Media Streams connection as the bot sees it.
+type botStream struct {
+	sid  string
+	out  []byte // the reply, reused
+	mark bool   // the last message was a mark
+}
+
+var (
+	mediaPrefix = []byte(`{"event":"media",`) // how the gateway starts a media message
+	payloadKey  = []byte(`"payload":"`)
+)
+
+// handle acts on one message: the echo of a media message (valid until the
+// next call), or stop at the stream's end. A media message as the gateway
+// writes it is echoed without decoding; anything else goes through encoding/json.
+func (s *botStream) handle(msg []byte) (reply []byte, stop bool) {
+	s.mark = false
+	if bytes.HasPrefix(msg, mediaPrefix) {
+		if i := bytes.Index(msg, payloadKey); i >= 0 {
+			p := msg[i+len(payloadKey):]
+			if j := bytes.IndexByte(p, '"'); j >= 0 && bytes.IndexByte(p[:j], '\\') < 0 {
+				return s.echo(p[:j]), false
+			}
+		}
+	}
+	var m twilioMsg
+	if json.Unmarshal(msg, &m) != nil {
+		return nil, false
+	}
+	switch m.Event {
+	case "start":
+		s.sid = m.StreamSid
+		if s.sid == "" && m.Start != nil {
+			s.sid = m.Start.StreamSid
+		}
+	case "stop":
+		return nil, true
+	case "mark":
+		s.mark = true
+	case "media":
+		if m.Media != nil {
+			return s.echo([]byte(m.Media.Payload)), false
+		}
+	}
+	return nil, false // connected, dtmf
+}
+
+// echo is a media message to the gateway carrying payload, base64 as received.
+func (s *botStream) echo(payload []byte) []byte {
+	if s.sid == "" {
+		return nil // media before start: not a stream yet
+	}
+	// streamSid and base64 need no JSON escaping.
+	s.out = append(s.out[:0], `{"event":"media","streamSid":"`...)
+	s.out = append(s.out, s.sid...)
+	s.out = append(s.out, `","media":{"payload":"`...)
+	s.out = append(s.out, payload...)
+	s.out = append(s.out, `"}}`...)
+	return s.out
+}

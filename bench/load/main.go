@@ -34,6 +34,7 @@ type options struct {
 	bin      string
 	jsonOut  string
 	profile  string
+	selfProf string
 	logLevel string
 	keep     bool
 }
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "gateway binary to start; empty builds ./cmd/switchboard")
 	flag.StringVar(&o.jsonOut, "json", "", "write the full result as JSON here")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the gateway over the hold here (needs pprof behind the token)")
+	flag.StringVar(&o.selfProf, "toolprofile", "", "write a CPU profile of this tool over the hold here")
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level of the started gateway")
 	flag.BoolVar(&o.keep, "keep", false, "keep the started gateway's directory (config, log)")
 	flag.Parse()
@@ -77,8 +79,8 @@ func main() {
 	}
 }
 
-// raiseFDLimit lifts the soft open-file limit to the hard one: each call holds
-// an RTP socket here (and a WebSocket on the bot route).
+// raiseFDLimit lifts the soft open-file limit to the hard one: each call on
+// the bot route holds the bot's end of a WebSocket here.
 func raiseFDLimit() {
 	var l syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {

@@ -3,14 +3,12 @@ package main
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/pion/rtp"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -125,160 +123,132 @@ func (h *hist) quantile(q float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// mediaCall is one call's RTP: sent by the shared sender, read by its own goroutine.
+// mediaCall is one call's RTP: sent by the shared sender, received through
+// the shared rtpSocket.
 type mediaCall struct {
-	conn   *net.UDPConn
 	remote netip.AddrPort
-	ssrc   uint32
-	noise  *rand.ChaCha8
+	dst    unix.RawSockaddrInet4 // remote, for sendmmsg
 	pkt    []byte
 	sent   atomic.Uint32  // packets sent so far
-	sentAt []atomic.Int64 // send time of each index, ns since base
-	base   time.Time
-	stop   atomic.Bool // stop sending
-	quiet  atomic.Bool // stop measuring (set once the last packets had time to return)
+	sentAt []atomic.Int64 // send time of each index, ns since the epoch
+	stop   atomic.Bool    // stop sending
+	quiet  atomic.Bool    // stop measuring (set once the last packets had time to return)
 
-	// Receive side, owned by the reader goroutine until done is closed.
-	done                   chan struct{}
+	// Receive side, owned by the rtpSocket's reader until it has stopped.
 	received, matched, dup uint32
 	unmarked, seqGaps      uint32
 	jitterMaxAt            uint32 // the returned packet count at the largest interval deviation
 	seen                   []uint64
 	jitter, rtt            hist
+	prevSeq                uint16
+	prevAt                 time.Time
+	first                  bool
 }
 
-func newMediaCall(conn *net.UDPConn, remote netip.AddrPort, maxPackets int, base time.Time) *mediaCall {
+func newMediaCall(remote netip.AddrPort, maxPackets int) *mediaCall {
 	var seed [32]byte
 	for i := range seed {
 		seed[i] = byte(rand.Uint32())
 	}
-	m := &mediaCall{conn: conn, remote: remote, ssrc: rand.Uint32(), noise: rand.NewChaCha8(seed),
-		pkt: make([]byte, 12+frameBytes), sentAt: make([]atomic.Int64, maxPackets), base: base,
-		done: make(chan struct{}), seen: make([]uint64, (maxPackets+63)/64)}
+	m := &mediaCall{remote: remote, pkt: make([]byte, 12+frameBytes), sentAt: make([]atomic.Int64, maxPackets),
+		seen: make([]uint64, (maxPackets+63)/64), first: true}
+	if remote.Addr().Is4() {
+		m.dst = sockaddr4(remote)
+	}
+	// RTP version 2, PCMU and the call's SSRC; sequence number and timestamp change per packet.
+	m.pkt[0], m.pkt[1] = 0x80, 0
+	binary.BigEndian.PutUint32(m.pkt[8:], rand.Uint32())
 	var r [frameBytes]byte
-	m.noise.Read(r[:])
+	rand.NewChaCha8(seed).Read(r[:])
 	for i := 12 + markerBytes; i < len(m.pkt); i++ {
 		m.pkt[i] = noiseCode(r[i-12])
 	}
 	return m
 }
 
-// send writes packet k (called only by the sender goroutine).
-func (m *mediaCall) send(now time.Time) {
+// next writes packet k into m.pkt and records its send time; false when the
+// call sends no more (called only by the sender goroutine).
+func (m *mediaCall) next(now time.Time) bool {
 	k := m.sent.Load()
 	if int(k) >= len(m.sentAt) || m.stop.Load() {
-		return
+		return false
 	}
-	h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: k * frameBytes, SSRC: m.ssrc}
-	if _, err := h.MarshalTo(m.pkt); err != nil {
-		return
-	}
+	binary.BigEndian.PutUint16(m.pkt[2:], uint16(k))
+	binary.BigEndian.PutUint32(m.pkt[4:], k*frameBytes)
 	// The noise after the marker is written once (newMediaCall): only the marker changes.
 	putMarker(m.pkt[12:], k)
 	m.sentAt[k].Store(now.UnixNano())
 	m.sent.Store(k + 1)
-	_, _ = m.conn.WriteToUDPAddrPort(m.pkt, m.remote)
-}
-
-// kernelTimestamps asks for each datagram's arrival time (SO_TIMESTAMPNS), so
-// the figures leave out this process's own scheduling delay.
-func kernelTimestamps(c *net.UDPConn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
-	}); err != nil || serr != nil {
-		return false
-	}
 	return true
 }
 
-// arrival reads the SCM_TIMESTAMPNS control message (Linux, 64-bit layout).
-func arrival(oob []byte) (time.Time, bool) {
-	for len(oob) >= 16 {
-		l := int(binary.NativeEndian.Uint64(oob))
-		level, typ := int32(binary.NativeEndian.Uint32(oob[8:])), int32(binary.NativeEndian.Uint32(oob[12:]))
-		if l < 16 || l > len(oob) {
-			return time.Time{}, false
-		}
-		if level == syscall.SOL_SOCKET && typ == syscall.SCM_TIMESTAMPNS && l >= 32 {
-			sec, nsec := int64(binary.NativeEndian.Uint64(oob[16:])), int64(binary.NativeEndian.Uint64(oob[24:]))
-			return time.Unix(sec, nsec), true
-		}
-		oob = oob[(l+7)&^7:]
+// rtpPCMU returns the payload and sequence number of a PCMU RTP packet.
+func rtpPCMU(p []byte) (payload []byte, seq uint16, ok bool) {
+	if len(p) < 12 || p[0]>>6 != 2 || p[1]&0x7f != 0 {
+		return nil, 0, false
 	}
-	return time.Time{}, false
+	hl := 12 + 4*int(p[0]&0x0f)
+	if p[0]&0x10 != 0 { // a header extension: 4 bytes, then its length in words
+		if len(p) < hl+4 {
+			return nil, 0, false
+		}
+		hl += 4 + 4*int(binary.BigEndian.Uint16(p[hl+2:]))
+	}
+	if hl > len(p) {
+		return nil, 0, false
+	}
+	return p[hl:], binary.BigEndian.Uint16(p[2:]), true
 }
 
-// receive reads returned packets until the socket closes.
-func (m *mediaCall) receive() {
-	defer close(m.done)
-	kernel := kernelTimestamps(m.conn)
-	buf := make([]byte, 1500)
-	oob := make([]byte, 128)
-	var h rtp.Header
-	var prevSeq uint16
-	var prevAt time.Time
-	first := true
-	for {
-		n, oobn, _, _, err := m.conn.ReadMsgUDPAddrPort(buf, oob)
-		if err != nil {
-			return
-		}
-		now := time.Now()
-		if kernel {
-			if t, ok := arrival(oob[:oobn]); ok {
-				now = t
-			}
-		}
-		if m.quiet.Load() {
-			continue
-		}
-		hl, err := h.Unmarshal(buf[:n])
-		if err != nil || h.PayloadType != 0 {
-			continue
-		}
-		m.received++
-		if !first {
-			d := h.SequenceNumber - prevSeq
-			switch {
-			case d == 1:
-				dev := now.Sub(prevAt) - ptime
-				if dev.Abs() > m.jitter.max {
-					m.jitterMaxAt = m.received
-				}
-				m.jitter.add(dev)
-			case d > 1 && d < 1000:
-				m.seqGaps += uint32(d - 1)
-			}
-		}
-		first, prevSeq, prevAt = false, h.SequenceNumber, now
-		k, off, ok := findMarker(buf[hl:n])
-		if !ok {
-			m.unmarked++
-			continue
-		}
-		if k >= m.sent.Load() {
-			m.unmarked++ // not an index we sent: a marker mangled by concealment
-			continue
-		}
-		if m.seen[k/64]&(1<<(k%64)) != 0 {
-			m.dup++
-			continue
-		}
-		m.seen[k/64] |= 1 << (k % 64)
-		m.matched++
-		sentAt := time.Unix(0, m.sentAt[k].Load()-int64(off)*int64(125*time.Microsecond))
-		m.rtt.add(now.Sub(sentAt))
+// receive measures one returned packet that arrived at now (the reader goroutine).
+func (m *mediaCall) receive(p []byte, now time.Time) {
+	if m.quiet.Load() {
+		return
 	}
+	payload, seq, ok := rtpPCMU(p)
+	if !ok {
+		return
+	}
+	m.received++
+	if !m.first {
+		d := seq - m.prevSeq
+		switch {
+		case d == 1:
+			dev := now.Sub(m.prevAt) - ptime
+			if dev.Abs() > m.jitter.max {
+				m.jitterMaxAt = m.received
+			}
+			m.jitter.add(dev)
+		case d > 1 && d < 1000:
+			m.seqGaps += uint32(d - 1)
+		}
+	}
+	m.first, m.prevSeq, m.prevAt = false, seq, now
+	k, off, ok := findMarker(payload)
+	if !ok {
+		m.unmarked++
+		return
+	}
+	if k >= m.sent.Load() {
+		m.unmarked++ // not an index we sent: a marker mangled by concealment
+		return
+	}
+	if m.seen[k/64]&(1<<(k%64)) != 0 {
+		m.dup++
+		return
+	}
+	m.seen[k/64] |= 1 << (k % 64)
+	m.matched++
+	sentAt := time.Unix(0, m.sentAt[k].Load()-int64(off)*int64(125*time.Microsecond))
+	m.rtt.add(now.Sub(sentAt))
 }
 
 // sender sends every active call's packets on a 1 ms wheel of 20 slots, so
-// the calls' packets are spread over each 20 ms instead of sent in one burst.
+// the calls' packets are spread over each 20 ms instead of sent in one burst;
+// a slot's packets leave in one sendmmsg. On each tick it also drains the
+// returned packets (rtpSocket).
 type sender struct {
+	sock  *rtpSocket
 	mu    sync.Mutex
 	slots [20][]*mediaCall
 	next  atomic.Uint32
@@ -319,15 +289,14 @@ func (s *sender) run(stop <-chan struct{}) {
 		for ; tick < due; tick++ {
 			s.mu.Lock()
 			batch = append(batch[:0], s.slots[tick%20]...)
-			s.mu.Unlock()
 			if len(batch) > 0 {
-				s.mu.Lock()
 				s.late.add(now.Sub(start.Add(time.Duration(tick) * time.Millisecond)))
-				s.mu.Unlock()
 			}
-			for _, m := range batch {
-				m.send(now)
-			}
+			s.mu.Unlock()
+			s.sendSlot(batch, now)
+		}
+		if s.sock.kernel {
+			s.sock.drain()
 		}
 		select {
 		case <-stop:
@@ -335,4 +304,14 @@ func (s *sender) run(stop <-chan struct{}) {
 		default:
 		}
 	}
+}
+
+// sendSlot sends the next packet of each call in batch.
+func (s *sender) sendSlot(batch []*mediaCall, now time.Time) {
+	for _, m := range batch {
+		if m.next(now) {
+			s.sock.queue(m.pkt, &m.dst)
+		}
+	}
+	s.sock.flush()
 }

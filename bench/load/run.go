@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -71,6 +71,7 @@ type result struct {
 	GoroutinesIdle    int            `json:"gateway_goroutines_idle"`
 	GoroutinesLoaded  int            `json:"gateway_goroutines_loaded"`
 	GoroutinesPerCall float64        `json:"gateway_goroutines_per_call"`
+	Foreign           uint64         `json:"packets_foreign"`    // RTP from no call's answered address
 	SendLateP99       float64        `json:"sender_late_p99_ms"` // this tool's own send jitter
 	SendLateMax       float64        `json:"sender_late_max_ms"`
 	ToolCPUPct        float64        `json:"load_tool_cpu_pct"` // this process (and its bot), % of one core over the hold
@@ -82,7 +83,16 @@ type result struct {
 func (r *result) summary() string {
 	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call goroutines=%.2f/call tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
 		r.Route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
-		r.RTTP50, r.RTTP99, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg)
+		r.RTTP50, r.RTTP99, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
+		r.foreignNote()
+}
+
+// foreignNote flags RTP the tool could not attribute to a call (none in a sound run).
+func (r *result) foreignNote() string {
+	if r.Foreign == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" foreign=%d", r.Foreign)
 }
 
 type liveCall struct {
@@ -141,10 +151,21 @@ func run(ctx context.Context, o options) (*result, error) {
 	total := ramp + o.duration + 2*time.Second
 	maxPackets := int(total/ptime) + 100
 	base := time.Now()
-	snd := &sender{}
+	sock, err := newRTPSocket()
+	if err != nil {
+		return nil, err
+	}
+	sock.start()
+	snd := &sender{sock: sock}
 	stopSend := make(chan struct{})
-	go snd.run(stopSend)
-	defer close(stopSend)
+	sendDone := make(chan struct{})
+	go func() { snd.run(stopSend); close(sendDone) }()
+	stopMedia := sync.OnceFunc(func() {
+		close(stopSend)
+		<-sendDone
+		sock.close()
+	})
+	defer stopMedia()
 
 	calls := make([]*liveCall, o.calls)
 	var wg sync.WaitGroup
@@ -160,7 +181,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := lc.setup(ctx, u, o.route, maxPackets, base, snd); err != nil {
+			if err := lc.setup(ctx, u, o.route, maxPackets, sock, snd); err != nil {
 				lc.res.Error = err.Error()
 				mu.Lock()
 				res.Errors[shortErr(err)]++
@@ -181,6 +202,15 @@ func run(ctx context.Context, o options) (*result, error) {
 	time.Sleep(500 * time.Millisecond)
 	t0, _ := g.sample()
 	self0 := selfCPU()
+	if o.selfProf != "" {
+		if f, err := os.Create(o.selfProf); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer f.Close()
+			} else {
+				f.Close()
+			}
+		}
+	}
 	profErr := make(chan error, 1)
 	if o.profile != "" {
 		go func() { profErr <- g.cpuProfile(int(o.duration.Seconds()), o.profile) }()
@@ -191,6 +221,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	t1, _ := g.sample()
 	self1 := selfCPU()
+	pprof.StopCPUProfile()
 	if o.profile != "" {
 		if err := <-profErr; err != nil {
 			log.Printf("cpu profile: %v", err)
@@ -222,6 +253,10 @@ func run(ctx context.Context, o options) (*result, error) {
 		}()
 	}
 	byeWG.Wait()
+	stopMedia() // the calls' receive figures are final once the reader has stopped
+	if sock.sendErr > 0 {
+		log.Printf("%d RTP packets could not be sent", sock.sendErr)
+	}
 
 	// Figures.
 	var jit, rtt hist
@@ -283,6 +318,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if bot != nil {
 		res.BotMedia = bot.media.Load()
 	}
+	res.Foreign = sock.foreign
 	return res, nil
 }
 
@@ -311,23 +347,16 @@ func shortErr(err error) string {
 	return s
 }
 
-// setup opens the call's RTP socket, places the call and starts its media.
-func (lc *liveCall) setup(ctx context.Context, u *uac, route string, maxPackets int, base time.Time, snd *sender) error {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// setup places the call, offering the shared RTP socket, and starts its media.
+func (lc *liveCall) setup(ctx context.Context, u *uac, route string, maxPackets int, sock *rtpSocket, snd *sender) error {
+	c, err := u.invite(ctx, route, sock.port, func() { lc.gatewayBye() })
 	if err != nil {
-		return err
-	}
-	_ = conn.SetReadBuffer(256 << 10)
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	c, err := u.invite(ctx, route, port, func() { lc.gatewayBye() })
-	if err != nil {
-		conn.Close()
 		return err
 	}
 	lc.res.SetupMs = float64(c.setup.Microseconds()) / 1000
 	lc.sip = c
-	lc.media = newMediaCall(conn, c.remoteRTP, maxPackets, base)
-	go lc.media.receive()
+	lc.media = newMediaCall(c.remoteRTP, maxPackets)
+	sock.add(c.remoteRTP, lc.media)
 	snd.add(lc.media)
 	return nil
 }
@@ -336,7 +365,7 @@ func (lc *liveCall) gatewayBye() {
 	lc.once.Do(func() { lc.res.GatewayBye = true; close(lc.bye) })
 }
 
-// finish sends our BYE (unless the gateway hung up first) and closes the media.
+// finish sends our BYE (unless the gateway hung up first) and stops the call's media.
 func (lc *liveCall) finish(ctx context.Context) {
 	lc.media.stop.Store(true)
 	lc.media.quiet.Store(true)
@@ -349,6 +378,4 @@ func (lc *liveCall) finish(ctx context.Context) {
 		}
 		cancel()
 	}
-	lc.media.conn.Close()
-	<-lc.media.done
 }
