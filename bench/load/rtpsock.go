@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -34,9 +33,9 @@ type mmsghdr struct {
 // no figure and saves a wakeup per packet. Without kernel timestamps a
 // goroutine of its own reads instead, as soon as packets arrive.
 type rtpSocket struct {
-	conn   *net.UDPConn
-	rtcp   *net.UDPConn // port+1, where the gateway sends its RTCP
-	rc     syscall.RawConn
+	rtp    int // fd; not in Go's network poller, so the gateway's packets wake no thread of ours
+	rtcp   int // fd on port+1, where the gateway sends its RTCP
+	rc     rawFD
 	port   int
 	kernel bool // SO_TIMESTAMPNS is on
 
@@ -68,17 +67,12 @@ type rtpSocket struct {
 }
 
 func newRTPSocket() (*rtpSocket, error) {
-	conn, rtcp, err := listenPair()
+	rtp, rtcp, port, err := listenPair()
 	if err != nil {
 		return nil, err
 	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		rtcp.Close()
-		return nil, err
-	}
-	s := &rtpSocket{conn: conn, rtcp: rtcp, rc: rc, port: conn.LocalAddr().(*net.UDPAddr).Port,
+	rc := rawFD(rtp)
+	s := &rtpSocket{rtp: rtp, rtcp: rtcp, rc: rc, port: port,
 		calls: map[netip.AddrPort]*mediaCall{}, done: make(chan struct{})}
 	_ = rc.Control(func(fd uintptr) {
 		s.kernel = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
@@ -128,22 +122,58 @@ func (s *rtpSocket) start() {
 // listenPair binds the RTP socket on a port whose next one is free for the
 // RTCP the gateway sends there; that socket is never read (the kernel drops
 // what overflows its small buffer), so the reports land nowhere else.
-func listenPair() (rtp, rtcp *net.UDPConn, err error) {
+func listenPair() (rtp, rtcp, port int, err error) {
 	for range 100 {
-		rtp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return nil, nil, err
+		if rtp, err = udpSocket(0); err != nil {
+			return -1, -1, 0, err
 		}
-		port := rtp.LocalAddr().(*net.UDPAddr).Port
+		sa, err := unix.Getsockname(rtp)
+		if err != nil {
+			unix.Close(rtp)
+			return -1, -1, 0, err
+		}
+		port = sa.(*unix.SockaddrInet4).Port
 		if port < 65535 {
-			if rtcp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1}); err == nil {
-				_ = rtcp.SetReadBuffer(4096)
-				return rtp, rtcp, nil
+			if rtcp, err = udpSocket(port + 1); err == nil {
+				_ = unix.SetsockoptInt(rtcp, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+				return rtp, rtcp, port, nil
 			}
 		}
-		rtp.Close()
+		unix.Close(rtp)
 	}
-	return nil, nil, errors.New("no free pair of UDP ports for RTP and RTCP")
+	return -1, -1, 0, errors.New("no free pair of UDP ports for RTP and RTCP")
+}
+
+// udpSocket is a non-blocking UDP socket on 127.0.0.1:port made without the
+// net package, so that no epoll instance watches it.
+func udpSocket(port int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// rawFD runs I/O callbacks on a socket outside the network poller; a callback
+// that finds no data or no room (false) is retried after a millisecond.
+type rawFD int
+
+func (r rawFD) Read(f func(fd uintptr) bool) error {
+	for !f(uintptr(r)) {
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+func (r rawFD) Write(f func(fd uintptr) bool) error { return r.Read(f) }
+
+func (r rawFD) Control(f func(fd uintptr)) error {
+	f(uintptr(r))
+	return nil
 }
 
 // rearm restores what recvmmsg overwrote in message i.
@@ -163,8 +193,8 @@ func (s *rtpSocket) add(remote netip.AddrPort, m *mediaCall) {
 
 // close stops the reader and waits for it; the calls' receive figures are final then.
 func (s *rtpSocket) close() {
-	s.conn.Close()
-	s.rtcp.Close()
+	unix.Close(s.rtp)
+	unix.Close(s.rtcp)
 	if s.started {
 		<-s.done
 	}
