@@ -308,11 +308,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := newInboundCall(s, req, tx, o, m)
 	if trunk != nil {
 		c.trunk = trunk.Name
-		c.log = c.log.With("trunk", trunk.Name)
 	}
-	go func() { <-c.ctx.Done(); release() }()
+	context.AfterFunc(c.ctx, release) // no goroutine per call waiting for its end
 	c.timer = timer
-	s.log.Debug("sip invite", "call_id", c.callID, "from", c.From(), "to", c.To(), "source", req.Source(), "transport", c.Transport(), "srtp", m.SRTP != nil)
+	if s.debug() {
+		s.log.Debug("sip invite", "call_id", c.callID, "from", c.From(), "to", c.To(), "source", req.Source(), "transport", c.Transport(), "srtp", m.SRTP != nil)
+	}
 	s.dialogs.put(c.dlg.key, c)
 	if !tx.OnCancel(c.onCancel) {
 		c.onCancel(nil)
@@ -357,7 +358,7 @@ func (s *Server) run(c *InboundCall) {
 	defer s.calls.Done()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("call handler panic", "panic", r, "stack", string(debug.Stack()))
+			c.logger().Error("call handler panic", "panic", r, "stack", string(debug.Stack()))
 		}
 		_ = c.Hangup("handler returned")
 	}()
@@ -473,6 +474,10 @@ func headerValue(req *sip.Request, name string) string {
 	}
 	return ""
 }
+
+// debug reports whether debug lines are logged: the call path builds their
+// arguments only then.
+func (s *Server) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // byeTimeout bounds how long we wait for the answer to our BYE.
 func (s *Server) byeTimeout() time.Duration { return 64 * s.cfg.T1 }
