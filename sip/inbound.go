@@ -461,6 +461,14 @@ func (c *InboundCall) gotAck(req *sip.Request) {
 	}
 }
 
+// acked reports whether the ACK for the 2xx to the INVITE of CSeq seq arrived.
+func (c *InboundCall) acked(seq uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, waiting := c.ackWait[seq]
+	return !waiting
+}
+
 // byeFromCaller ends the call after we answered the caller's BYE with 200.
 func (c *InboundCall) byeFromCaller() {
 	c.mu.Lock()
