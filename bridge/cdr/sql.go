@@ -21,8 +21,10 @@ type sqlStore struct {
 	upsert [upsertSizes]*sql.Stmt // upsert[k] writes 1<<k rows; prepared on first use
 }
 
-// A batch is written by multi-row upserts of power-of-two sizes, so a few
-// prepared statements serve every batch size in at most log2(maxRows)+1 round trips.
+// With a server (PostgreSQL) a batch is written by multi-row upserts of
+// power-of-two sizes, so a few prepared statements serve every batch size in
+// at most log2(maxRows)+1 round trips. SQLite, in process, runs the one-row
+// upsert per record: a multi-row statement costs it a statement journal.
 const (
 	upsertSizes = 9
 	maxRows     = 1 << (upsertSizes - 1) // 256 rows × 25 columns: within SQLite's and PostgreSQL's parameter limits
@@ -34,6 +36,7 @@ type dialect struct {
 	timeArg    func(time.Time) any // how a time is stored; a zero time is NULL
 	migrations [][]string          // schema versions 1..n, statements each
 	lock       string              // run first in the migration transaction, if any
+	multiRow   bool                // a batch goes in multi-row upserts (saves round trips to a server)
 }
 
 // columns is the order of every SELECT and upsert.
@@ -151,7 +154,10 @@ func (s *sqlStore) save(ctx context.Context, tx *sql.Tx, recs []Record) error {
 	recs = unique(recs)
 	args := make([]any, 0, len(columns)*min(len(recs), maxRows))
 	for len(recs) > 0 {
-		k := min(bits.Len(uint(len(recs))), upsertSizes) - 1 // the largest size that fits
+		k := 0
+		if s.d.multiRow {
+			k = min(bits.Len(uint(len(recs))), upsertSizes) - 1 // the largest size that fits
+		}
 		n := 1 << k
 		stmt, err := s.upsertStmt(ctx, k)
 		if err != nil {
