@@ -180,24 +180,26 @@ var compactNames = map[string]string{
 	"c": "content-type", "k": "supported", "e": "content-encoding", "s": "subject",
 }
 
+// lineEnd finds the end of the line starting at i (before its CRLF or LF) and the next line's start.
+func lineEnd(data []byte, i int) (end, next int) {
+	j := bytes.IndexByte(data[i:], '\n')
+	if j < 0 {
+		return len(data), len(data)
+	}
+	end = i + j
+	next = end + 1
+	if end > i && data[end-1] == '\r' {
+		end--
+	}
+	return end, next
+}
+
 // rawHeaders splits a message into its start line and header lines without judging them.
 func rawHeaders(data []byte) (start string, hs []rawHeader) {
-	lineEnd := func(i int) (end, next int) {
-		j := bytes.IndexByte(data[i:], '\n')
-		if j < 0 {
-			return len(data), len(data)
-		}
-		end = i + j
-		next = end + 1
-		if end > i && data[end-1] == '\r' {
-			end--
-		}
-		return end, next
-	}
-	end, i := lineEnd(0)
+	end, i := lineEnd(data, 0)
 	start = string(data[:end])
 	for i < len(data) {
-		end, next := lineEnd(i)
+		end, next := lineEnd(data, i)
 		if end == i {
 			break // the empty line before the body
 		}
@@ -214,7 +216,7 @@ func rawHeaders(data []byte) (start string, hs []rawHeader) {
 			value.Write(line[colon+1:])
 		}
 		for next < len(data) && (data[next] == ' ' || data[next] == '\t') {
-			e, n := lineEnd(next)
+			e, n := lineEnd(data, next)
 			value.WriteByte(' ')
 			value.Write(bytes.TrimLeft(data[next:e], " \t"))
 			h.valueEnd, next = e, n
@@ -251,40 +253,69 @@ func withRport(data []byte) []byte {
 	if bytes.HasPrefix(data, []byte("SIP/")) {
 		return data // a response
 	}
-	_, hs := rawHeaders(data)
-	for _, h := range hs {
-		if h.name != "via" {
-			continue
-		}
-		// The top Via is the first comma-separated value; find its end in the raw bytes.
-		at := h.valueEnd
-		quoted := false
-		for k := h.valueStart; k < h.valueEnd; k++ {
-			switch data[k] {
-			case '"':
-				quoted = !quoted
-			case ',':
-				if !quoted {
-					at = k
-					k = h.valueEnd
-				}
-			}
-		}
-		for at > h.valueStart && (data[at-1] == ' ' || data[at-1] == '\t' || data[at-1] == '\r' || data[at-1] == '\n') {
-			at--
-		}
-		for _, p := range strings.Split(string(data[h.valueStart:at]), ";")[1:] {
-			name, _, _ := strings.Cut(p, "=")
-			if strings.EqualFold(strings.TrimSpace(name), "rport") {
-				return data
-			}
-		}
-		out := make([]byte, 0, len(data)+6)
-		out = append(out, data[:at]...)
-		out = append(out, ";rport"...)
-		return append(out, data[at:]...)
+	start, end, ok := topVia(data)
+	if !ok {
+		return data
 	}
-	return data
+	// The top Via is the first comma-separated value; find its end in the raw bytes.
+	at := end
+	quoted := false
+	for k := start; k < end; k++ {
+		switch data[k] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				at = k
+				k = end
+			}
+		}
+	}
+	for at > start && (data[at-1] == ' ' || data[at-1] == '\t' || data[at-1] == '\r' || data[at-1] == '\n') {
+		at--
+	}
+	params := data[start:at]
+	for i := bytes.IndexByte(params, ';'); i >= 0; {
+		params = params[i+1:]
+		i = bytes.IndexByte(params, ';')
+		p := params
+		if i >= 0 {
+			p = params[:i]
+		}
+		if j := bytes.IndexByte(p, '='); j >= 0 {
+			p = p[:j]
+		}
+		if bytes.EqualFold(bytes.TrimSpace(p), []byte("rport")) {
+			return data
+		}
+	}
+	out := make([]byte, 0, len(data)+6)
+	out = append(out, data[:at]...)
+	out = append(out, ";rport"...)
+	return append(out, data[at:]...)
+}
+
+// topVia finds the value of a request's first Via header, from after its
+// colon to the end of its logical line, without allocating (every datagram passes here).
+func topVia(data []byte) (start, end int, ok bool) {
+	_, i := lineEnd(data, 0)
+	for i < len(data) {
+		e, next := lineEnd(data, i)
+		if e == i {
+			return 0, 0, false // the empty line before the body
+		}
+		line := data[i:e]
+		for next < len(data) && (data[next] == ' ' || data[next] == '\t') {
+			e, next = lineEnd(data, next) // a folded continuation
+		}
+		if colon := bytes.IndexByte(line, ':'); colon >= 0 {
+			if name := bytes.TrimSpace(line[:colon]); bytes.EqualFold(name, []byte("via")) || bytes.EqualFold(name, []byte("v")) {
+				return i + colon + 1, e, true
+			}
+		}
+		i = next
+	}
+	return 0, 0, false
 }
 
 // answerUnparsable sends the 400 (or 505, 416) a server owes a request it could not parse,

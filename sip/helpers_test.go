@@ -19,7 +19,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() && os.Getenv("SIP_DEBUG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -27,7 +27,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // testServer runs a Server on 127.0.0.1 with free UDP and TCP ports until the test ends.
-func testServer(t *testing.T, h Handler, tweak ...func(*Config)) *Server {
+func testServer(t testing.TB, h Handler, tweak ...func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{
 		Listen:    []Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}},
@@ -183,7 +183,7 @@ func sippScenario(t *testing.T, addr, name string, args ...string) error {
 
 // peer is a raw SIP endpoint over one socket, for checks sipp cannot express.
 type peer struct {
-	t      *testing.T
+	t      testing.TB
 	conn   net.Conn
 	udp    bool
 	parser *sip.Parser
@@ -192,7 +192,7 @@ type peer struct {
 	queue  []sip.Message
 }
 
-func dialPeer(t *testing.T, network, addr string) *peer {
+func dialPeer(t testing.TB, network, addr string) *peer {
 	t.Helper()
 	conn, err := net.Dial(network, addr)
 	if err != nil {
@@ -330,6 +330,21 @@ func (p *peer) ack(target, callID, toTag string, cseq int, extra ...string) stri
 	h = append(h, extra...)
 	h = append(h, "Content-Length: 0", "", "")
 	return strings.Join(h, "\n")
+}
+
+// bye is the caller's BYE in the dialog the 2xx with toTag made.
+func (p *peer) bye(target, callID, toTag string, cseq int) string {
+	lp := p.local()
+	return strings.Join([]string{
+		fmt.Sprintf("BYE sip:1000@%s SIP/2.0", target),
+		fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKbye%d%s;rport", lp, cseq, callID),
+		"Max-Forwards: 70",
+		fmt.Sprintf("From: <sip:alice@%s>;tag=a1", lp.Addr()),
+		fmt.Sprintf("To: <sip:1000@%s>;tag=%s", target, toTag),
+		"Call-ID: " + callID,
+		fmt.Sprintf("CSeq: %d BYE", cseq),
+		"Content-Length: 0", "", "",
+	}, "\n")
 }
 
 const pcmuOffer = `v=0

@@ -35,7 +35,6 @@ type InboundCall struct {
 	srv    *Server
 	invite *sip.Request
 	tx     sip.ServerTransaction
-	log    *slog.Logger
 	callID string
 	offer  *offer
 	dlg    *dialog
@@ -46,6 +45,9 @@ type InboundCall struct {
 
 	inviteDone chan struct{} // closed when the INVITE transaction no longer needs us
 	doneOnce   sync.Once
+
+	logOnce sync.Once
+	log     *slog.Logger // use logger(): built on first use
 
 	mu         sync.Mutex
 	state      callState
@@ -81,7 +83,6 @@ func newInboundCall(s *Server, req *sip.Request, tx sip.ServerTransaction, o *of
 		changes:    make(chan Media, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.log = s.log.With("call_id", c.callID, "from", c.From(), "to", c.To())
 
 	var conn sip.Connection
 	if cx, ok := tx.(interface{ Connection() sip.Connection }); ok {
@@ -166,8 +167,21 @@ func (c *InboundCall) Trunk() string { return c.trunk }
 // Header is the first value of a header of the INVITE, or "".
 func (c *InboundCall) Header(name string) string { return headerValue(c.invite, name) }
 
-// Logger carries call_id, from and to.
-func (c *InboundCall) Logger() *slog.Logger { return c.log }
+// Logger carries call_id, from and to (and trunk).
+func (c *InboundCall) Logger() *slog.Logger { return c.logger() }
+
+// logger is built on first use: most calls log nothing at this layer, and
+// With formats its attributes up front.
+func (c *InboundCall) logger() *slog.Logger {
+	c.logOnce.Do(func() {
+		args := []any{"call_id", c.callID, "from", c.From(), "to", c.To()}
+		if c.trunk != "" {
+			args = append(args, "trunk", c.trunk)
+		}
+		c.log = c.srv.log.With(args...)
+	})
+	return c.log
+}
 
 // Media is the negotiated media (updated by a re-INVITE or UPDATE).
 func (c *InboundCall) Media() Media {
@@ -267,15 +281,17 @@ func (c *InboundCall) Answer(localRTP netip.AddrPort) error {
 		c.finish("gateway", "transport error")
 		return fmt.Errorf("sip: send 200: %w", err)
 	}
-	c.log.Debug("sip answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
+	if c.srv.debug() {
+		c.logger().Debug("sip answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
+	}
 
 	err = c.awaitAck(res, ack)
 	c.closeInvite()
 	if errors.Is(err, ErrAckTimeout) {
-		c.log.Warn("no ACK for 200 OK, hanging up", "waited", 64*c.srv.cfg.T1)
+		c.logger().Warn("no ACK for 200 OK, hanging up", "waited", 64*c.srv.cfg.T1)
 		c.byeAndFinish("ack-timeout", false)
 	}
-	if err == nil {
+	if err == nil && c.hasSessionTimer() {
 		go c.runSessionTimer() // session_timer.go
 	}
 	return err
@@ -319,7 +335,7 @@ func (c *InboundCall) awaitAck(res *sip.Response, ack <-chan struct{}) error {
 		case <-timer.C:
 			if retransmit {
 				if err := c.tx.Respond(res); err != nil {
-					c.log.Debug("2xx retransmit failed", "error", err)
+					c.logger().Debug("2xx retransmit failed", "error", err)
 				}
 			}
 			interval = min(2*interval, t2)
@@ -375,7 +391,7 @@ func (c *InboundCall) byeAndFinish(reason string, hurry bool) error {
 	}
 	err := c.dlg.bye(c.srv.client, timeout)
 	if err != nil {
-		c.log.Warn("BYE failed", "error", err)
+		c.logger().Warn("BYE failed", "error", err)
 	}
 	return err
 }
@@ -399,8 +415,8 @@ func (c *InboundCall) finish(by, cause string) {
 		c.endBy, c.endCause = by, cause
 	}
 	c.mu.Unlock()
-	if first {
-		c.log.Debug("sip dialog ended", "by", by, "cause", cause)
+	if first && c.srv.debug() {
+		c.logger().Debug("sip dialog ended", "by", by, "cause", cause)
 	}
 	c.cancel()
 	c.srv.dialogs.remove(c.dlg.key)
@@ -443,6 +459,14 @@ func (c *InboundCall) gotAck(req *sip.Request) {
 	if ok {
 		close(ch)
 	}
+}
+
+// acked reports whether the ACK for the 2xx to the INVITE of CSeq seq arrived.
+func (c *InboundCall) acked(seq uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, waiting := c.ackWait[seq]
+	return !waiting
 }
 
 // byeFromCaller ends the call after we answered the caller's BYE with 200.

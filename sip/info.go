@@ -43,7 +43,7 @@ func (c *InboundCall) DTMF() <-chan rune { return c.dtmf.get() }
 // INFO is a keep-alive; a body we do not know is 415 (RFC 6086 4.2.2).
 func (c *InboundCall) info(req *sip.Request, tx sip.ServerTransaction) {
 	ct := mediaType(headerValue(req, "Content-Type"))
-	c.log.Debug("sip INFO", "content_type", ct)
+	c.logger().Debug("sip INFO", "content_type", ct)
 	body := req.Body()
 	if len(body) == 0 {
 		c.srv.respond(req, tx, 200, "OK", "")
@@ -69,7 +69,7 @@ func (c *InboundCall) info(req *sip.Request, tx sip.ServerTransaction) {
 	select {
 	case c.dtmf.get() <- d:
 	default:
-		c.log.Warn("INFO dtmf queue full, digit dropped", "digit", string(d))
+		c.logger().Warn("INFO dtmf queue full, digit dropped", "digit", string(d))
 	}
 }
 

@@ -64,7 +64,7 @@ func (c *InboundCall) Refer(ctx context.Context, target string) error {
 	req := c.dlg.newRequest(sip.REFER)
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+referTo+">"))
 	req.AppendHeader(sip.NewHeader("Referred-By", "<"+c.dlg.localURI.String()+">"))
-	c.log.Info("sip REFER", "refer_to", referTo)
+	c.logger().Info("sip REFER", "refer_to", referTo)
 	res, err := c.dlg.do(ctx, c.srv.client, req)
 	if err != nil {
 		if c.ctx.Err() != nil {
@@ -75,7 +75,7 @@ func (c *InboundCall) Refer(ctx context.Context, target string) error {
 	if !res.IsSuccess() {
 		return &StatusError{Code: res.StatusCode, Reason: res.Reason}
 	}
-	c.log.Debug("sip REFER accepted", "status", res.StatusCode)
+	c.logger().Debug("sip REFER accepted", "status", res.StatusCode)
 	for {
 		select {
 		case code := <-ch:
@@ -85,7 +85,7 @@ func (c *InboundCall) Refer(ctx context.Context, target string) error {
 			case code < 200:
 				continue
 			case code < 300:
-				c.log.Info("sip transfer succeeded", "refer_to", referTo, "status", code)
+				c.logger().Info("sip transfer succeeded", "refer_to", referTo, "status", code)
 				return nil
 			default:
 				return &StatusError{Code: code, Reason: "transfer target answered " + strconv.Itoa(code)}
@@ -162,7 +162,7 @@ func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	s.respond(req, tx, 200, "OK", "")
 	code := sipfragStatus(req.Body())
 	state := strings.ToLower(strings.TrimSpace(headerValue(req, "Subscription-State")))
-	c.log.Debug("sip NOTIFY", "sipfrag", code, "subscription_state", state)
+	c.logger().Debug("sip NOTIFY", "sipfrag", code, "subscription_state", state)
 	if code == 0 {
 		if !strings.HasPrefix(state, "terminated") {
 			return

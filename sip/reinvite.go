@@ -118,12 +118,12 @@ func (c *InboundCall) modify(req *sip.Request, tx sip.ServerTransaction, invite 
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	timer.addHeaders(res)
 	if err := tx.Respond(res); err != nil {
-		c.log.Warn("re-INVITE answer failed", "error", err)
+		c.logger().Warn("re-INVITE answer failed", "error", err)
 		return
 	}
 	c.noteRefresh()
 	if newMedia != old {
-		c.log.Info("media updated", "direction", newMedia.Direction, "remote_rtp", newMedia.Remote, "codec", newMedia.Codec.Name)
+		c.logger().Info("media updated", "direction", newMedia.Direction, "remote_rtp", newMedia.Remote, "codec", newMedia.Codec.Name)
 		c.publish(newMedia)
 	}
 	if invite {

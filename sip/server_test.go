@@ -580,3 +580,27 @@ func TestInDialogRequests(t *testing.T) {
 	}
 	r.check(t)
 }
+
+// A BYE retransmitted while its transaction is held gets the same 200; once
+// the hold (8*T1) is over the transaction is gone and a late copy gets 481,
+// which ends the dialog for the caller all the same.
+func TestByeTransactionHeld(t *testing.T) {
+	t.Parallel()
+	r := newRecord()
+	s := testServer(t, answerAndWait(r), func(cfg *Config) { cfg.T1 = 25 * time.Millisecond })
+	addr := s.Addr("udp")
+	p := dialPeer(t, "udp", addr)
+	p.send(p.invite(addr, "held-1", "held1", pcmuOffer))
+	tag := toTag(p.expectResponse(200, 2*time.Second))
+	p.send(p.ack(addr, "held-1", tag, 1))
+	bye := p.bye(addr, "held-1", tag, 2)
+	p.send(bye)
+	p.expectResponse(200, 2*time.Second)
+	r.waitEnded(t)
+	p.send(bye) // our 200 was "lost": the retransmission is absorbed
+	p.expectResponse(200, 2*time.Second)
+	time.Sleep(8*25*time.Millisecond + 300*time.Millisecond)
+	p.send(bye)
+	p.expectResponse(481, 2*time.Second)
+	r.check(t)
+}

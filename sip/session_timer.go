@@ -151,6 +151,13 @@ func (st *sessionTimer) refreshedBy(req *sip.Request, ourMin time.Duration) (ok 
 // sessionExpired is the hang-up cause when the session timer runs out.
 const sessionExpired = "session expired"
 
+// hasSessionTimer reports whether the call negotiated a session timer.
+func (c *InboundCall) hasSessionTimer() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timer.interval != 0
+}
+
 // runSessionTimer runs after the ACK of our 2xx for the call's life: it
 // refreshes at half the interval when we are the refresher, and sends BYE
 // when the interval passes without a refresh (RFC 4028 §10).
@@ -179,7 +186,7 @@ func (c *InboundCall) runSessionTimer() {
 		case <-t.C:
 		}
 		if !st.weRefresh {
-			c.log.Info("session timer expired without a refresh, hanging up", "interval", st.interval)
+			c.logger().Info("session timer expired without a refresh, hanging up", "interval", st.interval)
 			_ = c.byeAndFinish(sessionExpired, false)
 			return
 		}
@@ -195,7 +202,7 @@ func (c *InboundCall) runSessionTimer() {
 				continue
 			case <-t.C:
 			}
-			c.log.Info("session refresh failed and the session expired, hanging up", "interval", st.interval)
+			c.logger().Info("session refresh failed and the session expired, hanging up", "interval", st.interval)
 			_ = c.byeAndFinish(sessionExpired, false)
 			return
 		}
@@ -221,7 +228,7 @@ func (c *InboundCall) refreshSession(st sessionTimer) bool {
 			body, err := answerSDP(c.offer, c.media, c.localRTP, c.ip, c.sessionID, c.sdpVersion)
 			c.mu.Unlock()
 			if err != nil {
-				c.log.Warn("session refresh: SDP", "error", err)
+				c.logger().Warn("session refresh: SDP", "error", err)
 				return false
 			}
 			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -234,7 +241,7 @@ func (c *InboundCall) refreshSession(st sessionTimer) bool {
 			if c.ctx.Err() != nil {
 				return false
 			}
-			c.log.Warn("session refresh failed", "method", method, "error", err)
+			c.logger().Warn("session refresh failed", "method", method, "error", err)
 			return false
 		}
 		if method == sip.INVITE && res.IsSuccess() {
@@ -242,7 +249,7 @@ func (c *InboundCall) refreshSession(st sessionTimer) bool {
 			ack.CSeq().SeqNo = req.CSeq().SeqNo
 			c.dlg.route(c.srv.client.TransportLayer(), ack)
 			if err := c.srv.client.WriteRequest(ack, noBuild); err != nil {
-				c.log.Warn("session refresh: ACK", "error", err)
+				c.logger().Warn("session refresh: ACK", "error", err)
 			}
 		}
 		switch {
@@ -253,7 +260,7 @@ func (c *InboundCall) refreshSession(st sessionTimer) bool {
 				c.timer.weRefresh = refresher != "uas" // in our request's terms: uac is us
 			}
 			c.mu.Unlock()
-			c.log.Debug("session refreshed", "method", method, "interval", interval)
+			c.logger().Debug("session refreshed", "method", method, "interval", interval)
 			return true
 		case res.StatusCode == 422:
 			if m := minSEHeader(res); m > interval {
@@ -265,11 +272,11 @@ func (c *InboundCall) refreshSession(st sessionTimer) bool {
 			}
 		case res.StatusCode == 481 || res.StatusCode == 408:
 			// The dialog is gone at the far end (RFC 3261 12.2.1.2).
-			c.log.Info("session refresh: dialog gone, hanging up", "status", res.StatusCode)
+			c.logger().Info("session refresh: dialog gone, hanging up", "status", res.StatusCode)
 			_ = c.byeAndFinish(sessionExpired, false)
 			return false
 		}
-		c.log.Warn("session refresh refused", "method", method, "status", res.StatusCode)
+		c.logger().Warn("session refresh refused", "method", method, "status", res.StatusCode)
 		return false
 	}
 	return false

@@ -10,9 +10,10 @@ import (
 )
 
 var postgresDialect = dialect{
-	name:    DriverPostgres,
-	dollar:  true,
-	timeArg: func(t time.Time) any { return t },
+	name:     DriverPostgres,
+	dollar:   true,
+	timeArg:  func(t time.Time) any { return t },
+	multiRow: true,
 	// Nodes sharing one database may start together: one migrates at a time.
 	lock: "SELECT pg_advisory_xact_lock(7267373)",
 	migrations: [][]string{{

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,7 +16,19 @@ import (
 type sqlStore struct {
 	db *sql.DB
 	d  dialect
+
+	mu     sync.Mutex
+	upsert [upsertSizes]*sql.Stmt // upsert[k] writes 1<<k rows; prepared on first use
 }
+
+// With a server (PostgreSQL) a batch is written by multi-row upserts of
+// power-of-two sizes, so a few prepared statements serve every batch size in
+// at most log2(maxRows)+1 round trips. SQLite, in process, runs the one-row
+// upsert per record: a multi-row statement costs it a statement journal.
+const (
+	upsertSizes = 9
+	maxRows     = 1 << (upsertSizes - 1) // 256 rows × 25 columns: within SQLite's and PostgreSQL's parameter limits
+)
 
 type dialect struct {
 	name       string
@@ -22,6 +36,7 @@ type dialect struct {
 	timeArg    func(time.Time) any // how a time is stored; a zero time is NULL
 	migrations [][]string          // schema versions 1..n, statements each
 	lock       string              // run first in the migration transaction, if any
+	multiRow   bool                // a batch goes in multi-row upserts (saves round trips to a server)
 }
 
 // columns is the order of every SELECT and upsert.
@@ -34,18 +49,19 @@ var columns = []string{
 	"recording",
 }
 
-var (
-	selectCols = strings.Join(columns, ", ")
-	upsertSQL  = func() string {
-		set := make([]string, 0, len(columns)-1)
-		for _, c := range columns[1:] {
-			set = append(set, c+" = excluded."+c)
-		}
-		return "INSERT INTO cdr (" + selectCols + ") VALUES (" +
-			strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") +
-			") ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
-	}()
-)
+var selectCols = strings.Join(columns, ", ")
+
+// upsertSQL inserts rows records, replacing a stored record of the same id.
+func upsertSQL(rows int) string {
+	set := make([]string, 0, len(columns)-1)
+	for _, c := range columns[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+	return "INSERT INTO cdr (" + selectCols + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ") +
+		" ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
+}
 
 // q rewrites ? placeholders for the dialect.
 func (s *sqlStore) q(query string) string {
@@ -72,8 +88,8 @@ func (s *sqlStore) tm(t time.Time) any {
 	return s.d.timeArg(t.UTC())
 }
 
-func (s *sqlStore) args(r *Record) []any {
-	return []any{
+func (s *sqlStore) appendArgs(args []any, r *Record) []any {
+	return append(args,
 		r.ID, r.CallID, r.Node, r.Trunk, r.From, r.To,
 		r.Route, r.TargetType, r.Target,
 		s.tm(r.Start), s.tm(r.Answer), s.tm(r.End), s.tm(r.LastSeen), r.Duration.Milliseconds(),
@@ -81,7 +97,7 @@ func (s *sqlStore) args(r *Record) []any {
 		int64(r.Quality.PacketsIn), int64(r.Quality.PacketsOut), int64(r.Quality.Lost), int64(r.Quality.Late),
 		r.Quality.JitterMs, r.Quality.MOS,
 		r.Recording,
-	}
+	)
 }
 
 func (s *sqlStore) migrate(ctx context.Context) error {
@@ -135,17 +151,58 @@ func (s *sqlStore) Save(ctx context.Context, recs []Record) error {
 }
 
 func (s *sqlStore) save(ctx context.Context, tx *sql.Tx, recs []Record) error {
-	stmt, err := tx.PrepareContext(ctx, s.q(upsertSQL))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i := range recs {
-		if _, err := stmt.ExecContext(ctx, s.args(&recs[i])...); err != nil {
-			return fmt.Errorf("cdr: save %s: %w", recs[i].ID, err)
+	recs = unique(recs)
+	args := make([]any, 0, len(columns)*min(len(recs), maxRows))
+	for len(recs) > 0 {
+		k := 0
+		if s.d.multiRow {
+			k = min(bits.Len(uint(len(recs))), upsertSizes) - 1 // the largest size that fits
 		}
+		n := 1 << k
+		stmt, err := s.upsertStmt(ctx, k)
+		if err != nil {
+			return err
+		}
+		args = args[:0]
+		for i := range recs[:n] {
+			args = s.appendArgs(args, &recs[i])
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("cdr: save %d records (%s…): %w", n, recs[0].ID, err)
+		}
+		recs = recs[n:]
 	}
 	return nil
+}
+
+// upsertStmt is the prepared upsert of 1<<k rows.
+func (s *sqlStore) upsertStmt(ctx context.Context, k int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.upsert[k] == nil {
+		stmt, err := s.db.PrepareContext(ctx, s.q(upsertSQL(1<<k)))
+		if err != nil {
+			return nil, err
+		}
+		s.upsert[k] = stmt
+	}
+	return s.upsert[k], nil
+}
+
+// unique keeps the last snapshot of each record: one upsert statement may not
+// touch a row twice (PostgreSQL refuses). recs is copied only when it must change.
+func unique(recs []Record) []Record {
+	if len(recs) < 2 {
+		return recs
+	}
+	seen := make(map[string]struct{}, len(recs))
+	for i := range recs {
+		if _, dup := seen[recs[i].ID]; dup {
+			return coalesce(append([]Record(nil), recs...))
+		}
+		seen[recs[i].ID] = struct{}{}
+	}
+	return recs
 }
 
 // Touch implements Store.
@@ -202,7 +259,17 @@ func (s *sqlStore) List(ctx context.Context, f Filter) ([]Record, error) {
 }
 
 // Close implements Store.
-func (s *sqlStore) Close() error { return s.db.Close() }
+func (s *sqlStore) Close() error {
+	s.mu.Lock()
+	for i, stmt := range s.upsert {
+		if stmt != nil {
+			stmt.Close()
+			s.upsert[i] = nil
+		}
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 func scanAll(rows *sql.Rows) ([]Record, error) {
 	defer rows.Close()

@@ -12,8 +12,10 @@ import (
 
 // Writer saves records off the call path: Save queues a snapshot and returns
 // at once; one goroutine commits what has queued in a transaction, so a
-// call's start is durable within one commit of its INVITE. A full queue drops
-// the snapshot (counted) rather than hold up a call.
+// call's start is durable within one commit of its INVITE. Commits are at
+// least gatherWindow apart: under load one commit carries many calls, and a
+// call's snapshots taken close together coalesce into one row write. A full
+// queue drops the snapshot (counted) rather than hold up a call.
 type Writer struct {
 	store     Store
 	node      string
@@ -38,7 +40,11 @@ type WriterOptions struct {
 }
 
 // batchMax bounds one transaction.
-const batchMax = 512
+const batchMax = maxRows
+
+// gatherWindow is the least time between commits: an idle writer commits a
+// snapshot at once, a busy one gathers for up to this long (≤ 100 commits/s).
+const gatherWindow = 10 * time.Millisecond
 
 // NewWriter starts the writer goroutine; Close stops it.
 func NewWriter(store Store, o WriterOptions) *Writer {
@@ -107,7 +113,10 @@ func (w *Writer) run() {
 	defer close(w.done)
 	tick := time.NewTicker(w.heartbeat)
 	defer tick.Stop()
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
 	batch := make([]Record, 0, batchMax)
+	var last time.Time // end of the previous commit
 	for {
 		select {
 		case r, ok := <-w.q:
@@ -115,25 +124,52 @@ func (w *Writer) run() {
 				return
 			}
 			batch = append(batch[:0], r)
-		more:
-			for len(batch) < batchMax {
-				select {
-				case r, ok := <-w.q:
-					if !ok {
-						break more
-					}
-					batch = append(batch, r)
-				default:
-					break more
-				}
+			open := w.drain(&batch)
+			if wait := gatherWindow - time.Since(last); open && wait > 0 && len(batch) < batchMax {
+				gather.Reset(wait)
+				w.gather(&batch, gather.C)
+				gather.Stop()
 			}
 			w.commit(coalesce(batch))
+			last = time.Now()
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(context.Background(), w.heartbeat)
 			if err := w.store.Touch(ctx, w.node, time.Now()); err != nil {
 				w.log.Warn("call records heartbeat", "err", err)
 			}
 			cancel()
+		}
+	}
+}
+
+// drain appends what is queued without waiting; false once the queue is closed.
+func (w *Writer) drain(batch *[]Record) bool {
+	for len(*batch) < batchMax {
+		select {
+		case r, ok := <-w.q:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, r)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// gather appends snapshots as they arrive until the batch is full, the queue
+// closes (Close commits at once) or until fires.
+func (w *Writer) gather(batch *[]Record, until <-chan time.Time) {
+	for len(*batch) < batchMax {
+		select {
+		case r, ok := <-w.q:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+		case <-until:
+			return
 		}
 	}
 }
