@@ -343,11 +343,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-// releaseLater ends a finished server transaction of a call (an INVITE whose
-// 2xx was ACKed, an answered BYE) after 8*T1 rather than sipgo's 64*T1: at
-// 1,000 calls/s those would hold some 64,000 transactions of ~11 KB each.
-// 8*T1 absorbs a peer's first three retransmissions; a BYE retransmitted
-// later gets 481, which ends the dialog for the peer all the same.
+// releaseLater ends an INVITE server transaction whose 2xx was ACKed after
+// 8*T1 rather than sipgo's 64*T1: after the ACK the caller retransmits no
+// INVITE, and at 1,000 calls/s they would hold some 32,000 transactions of
+// ~11 KB each.
 func (s *Server) releaseLater(req *sip.Request, tx sip.ServerTransaction) {
 	if sip.IsReliable(req.Transport()) {
 		return // sipgo ends these at once
@@ -416,8 +415,7 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	s.respond(req, tx, 200, "OK", "")
-	s.releaseLater(req, tx)
+	s.respond(req, tx, 200, "OK", "") // held for Timer J (64*T1, RFC 3261 17.2.2): retransmitted BYEs get this 200
 	c.byeFromCaller()
 }
 
