@@ -3,6 +3,7 @@ package bridge
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voip/switchboard/media/pcm"
@@ -25,6 +26,10 @@ type frameClock struct {
 	shards []*clockShard
 	mu     sync.Mutex
 	next   int
+
+	// Health, counted only when it happens: frames taken more than 2, 5 and
+	// 20 ms after they were due, and schedules moved to follow the caller.
+	late2, late5, late20, moves atomic.Uint64
 }
 
 // frames is the process's frame clock; its goroutines run only while calls do.
@@ -33,13 +38,14 @@ var frames = newFrameClock(runtime.GOMAXPROCS(0))
 func newFrameClock(n int) *frameClock {
 	c := &frameClock{shards: make([]*clockShard, max(n, 1))}
 	for i := range c.shards {
-		c.shards[i] = &clockShard{}
+		c.shards[i] = &clockShard{clock: c}
 	}
 	return c
 }
 
 // clockShard is one goroutine's wheel.
 type clockShard struct {
+	clock   *frameClock
 	mu      sync.Mutex
 	slots   [wheelSlots][]*clockEntry
 	count   int
@@ -114,6 +120,9 @@ func (e *clockEntry) align(grid time.Time, offset, tolerance time.Duration) {
 	}
 	if d > tolerance || d < -tolerance {
 		e.next = e.next.Add(d)
+		if e.shard != nil {
+			e.shard.clock.moves.Add(1)
+		}
 	}
 }
 
@@ -199,8 +208,21 @@ func (e *clockEntry) run(now time.Time) (moved bool) {
 			e.next = e.next.Add(skip * pcm.FrameDuration)
 			break
 		}
+		if late := now.Sub(e.next); late > 2*time.Millisecond && e.shard != nil {
+			e.shard.clock.noteLate(late)
+		}
 		e.next = e.next.Add(pcm.FrameDuration)
 		e.tick(now)
 	}
 	return slotOf(e.next) != slot
+}
+
+func (c *frameClock) noteLate(d time.Duration) {
+	c.late2.Add(1)
+	if d > 5*time.Millisecond {
+		c.late5.Add(1)
+	}
+	if d > 20*time.Millisecond {
+		c.late20.Add(1)
+	}
 }

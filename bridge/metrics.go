@@ -100,6 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}
 			return 0
 		}))
+	reg.MustRegister(&clockCollector{frames})
 	m.quality = newQualityMetrics(reg)
 	m.dtmfReceived = newDTMFMetric(reg)
 	m.trunkUp = newTrunkMetric(reg)
@@ -187,4 +188,27 @@ func (c *rtpCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(rtpLostDesc, prometheus.CounterValue, float64(lost), "lost")
 	ch <- prometheus.MustNewConstMetric(rtpLostDesc, prometheus.CounterValue, float64(late), "late")
 	ch <- prometheus.MustNewConstMetric(rtpConcealedDesc, prometheus.CounterValue, float64(conc)/1000)
+}
+
+// clockCollector reports the frame clock's health: frames taken late (the
+// gateway is short of CPU) and schedules moved to follow a caller's packets.
+type clockCollector struct{ c *frameClock }
+
+var (
+	clockLateDesc = prometheus.NewDesc("switchboard_frame_clock_late_frames_total",
+		"Call frames handled later than due, by more than the given lateness.", []string{"over"}, nil)
+	clockMovesDesc = prometheus.NewDesc("switchboard_frame_clock_moves_total",
+		"Times a call's 20 ms schedule moved to follow the arrival of the caller's packets.", nil, nil)
+)
+
+func (cc *clockCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- clockLateDesc
+	ch <- clockMovesDesc
+}
+
+func (cc *clockCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(clockLateDesc, prometheus.CounterValue, float64(cc.c.late2.Load()), "2ms")
+	ch <- prometheus.MustNewConstMetric(clockLateDesc, prometheus.CounterValue, float64(cc.c.late5.Load()), "5ms")
+	ch <- prometheus.MustNewConstMetric(clockLateDesc, prometheus.CounterValue, float64(cc.c.late20.Load()), "20ms")
+	ch <- prometheus.MustNewConstMetric(clockMovesDesc, prometheus.CounterValue, float64(cc.c.moves.Load()))
 }
