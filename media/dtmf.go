@@ -278,6 +278,7 @@ func (s *Stream) writeDTMF(remote netip.AddrPort, samples int) (sent bool, err e
 	t.hdr.PayloadType = t.dtmf.pt
 	for _, p := range pkts[:n] {
 		t.hdr.Timestamp, t.hdr.Marker = p.ts, p.marker
+		t.fit(t.hdr.MarshalSize() + dtmfPayloadSize)
 		h, err := t.hdr.MarshalTo(t.buf)
 		if err != nil {
 			return true, err

@@ -96,10 +96,10 @@ func loadSpeech(t testing.TB) []int16 {
 // simulate plays the packets through a Stream under imp and returns the figures.
 func simulate(t *testing.T, s *Stream, payloads [][]byte, ref []int16, imp impairment, silence bool) simResult {
 	r := rand.New(rand.NewPCG(42, uint64(len(imp.name))))
-	s.jbMu.Lock()
+	s.mu.Lock()
 	s.jb.reset()
 	s.jb.silenceFill = silence
-	s.jbMu.Unlock()
+	s.mu.Unlock()
 
 	type arrival struct {
 		at  time.Duration
@@ -131,7 +131,7 @@ func simulate(t *testing.T, s *Stream, payloads [][]byte, ref []int16, imp impai
 	var firstN, secondN int
 	var tick time.Duration
 	end := sendAt(len(payloads)) + 400*time.Millisecond
-	s.jbMu.Lock()
+	s.mu.Lock()
 	s.jb.trace = func(kind traceKind, ts uint32, _ int64, samples []int16) {
 		i := int(int32(ts-ts0)) / 160
 		switch kind {
@@ -162,11 +162,11 @@ func simulate(t *testing.T, s *Stream, payloads [][]byte, ref []int16, imp impai
 			copy(aligned[i*160:], samples)
 		}
 	}
-	s.jbMu.Unlock()
+	s.mu.Unlock()
 	defer func() {
-		s.jbMu.Lock()
+		s.mu.Lock()
 		s.jb.trace = nil
-		s.jbMu.Unlock()
+		s.mu.Unlock()
 	}()
 
 	before := s.Stats()
@@ -184,7 +184,7 @@ func simulate(t *testing.T, s *Stream, payloads [][]byte, ref []int16, imp impai
 				t.Fatal(err)
 			}
 			n += copy(buf[n:], payloads[a.seq])
-			s.receive(buf[:n], from, epoch.Add(a.at))
+			deliver(s, buf[:n], from, epoch.Add(a.at))
 		}
 		s.readFrame(frame, epoch.Add(tick))
 	}

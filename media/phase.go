@@ -8,11 +8,16 @@ import "time"
 // jitter buffer's target delay and no more. ok is false until packets of 20 ms
 // have come.
 func (s *Stream) ArrivalGrid() (t time.Time, ok bool) {
-	s.jbMu.Lock()
-	defer s.jbMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	b := s.jb
 	if !b.anchored || b.winLen == 0 || int64(b.lastDur)*50 != b.clock {
 		return time.Time{}, false
 	}
 	return b.epoch.Add(time.Duration(b.due(b.nextTS))), true
+}
+
+// ready reports whether the next read plays a packet already buffered.
+func (b *jitterBuffer) ready() bool {
+	return b.started && b.playing && b.at(b.nextSeq) != nil
 }

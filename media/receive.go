@@ -19,7 +19,7 @@ const (
 	rtpHeaderMin = 12
 )
 
-// receiver is the receive side's state; only poll touches it, under pollMu.
+// receiver is the receive side's state; only poll touches it, under Stream.mu.
 type receiver struct {
 	onPkt    func(pkt []byte, from netip.AddrPort, at time.Time) // s.receive, bound once
 	polled   bool
@@ -29,16 +29,23 @@ type receiver struct {
 	ssrc     uint32         // latched SSRC
 	lastRTP  time.Time      // last valid RTP, for the media timeout and re-latching
 	timedOut bool
-	rtcpAt   time.Time    // next RTCP poll
+	rtcpAt   time.Time // next RTCP poll
+	lastPoll time.Time
+	skipped  bool // the last frame was read without a poll
+	closed   bool
 	dtmf     dtmfReceiver // RFC 4733 events to digits
 }
 
 // pollLimit bounds the datagrams one poll takes; a larger backlog waits a tick.
 const pollLimit = 64
 
+// freshArrival: a packet that arrived less than half a frame before the poll
+// is the newest; one that waited longer says more may be queued behind it.
+const freshArrival = 10 * time.Millisecond
+
 // rtcpPollEvery is how often a poll also looks at the RTCP socket: reports
 // come every few seconds, and their arrival times are the kernel's anyway.
-const rtcpPollEvery = 100 * time.Millisecond
+const rtcpPollEvery = 250 * time.Millisecond
 
 func (s *Stream) initReceiver() {
 	r := &s.rx
@@ -50,15 +57,27 @@ func (s *Stream) initReceiver() {
 // timeout, RTCP). The clock that reads frames polls, just before it reads, so
 // no goroutine waits on a call's sockets.
 func (s *Stream) poll(now time.Time) {
-	s.pollMu.Lock()
-	defer s.pollMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pollLocked(now)
+}
+
+func (s *Stream) pollLocked(now time.Time) {
 	r := &s.rx
+	if r.closed {
+		return
+	}
+	expect := 1
+	if r.skipped {
+		expect = 2
+	}
+	r.lastPoll, r.skipped = now, false
 	if !r.polled {
 		r.polled = true
 		r.lastRTP = now // the timeout counts from the first poll: a leg may ring before it is read
 		r.rtcpAt = now.Add(rtcpPollEvery)
 	}
-	if err := s.conn.drain(now, pollLimit, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.conn.drain(now, pollLimit, expect, freshArrival, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("rtp read", "err", err) // transient (e.g. ICMP-induced); the socket stays usable
 	}
 	s.checkTimeout(now)
@@ -67,6 +86,23 @@ func (s *Stream) poll(now time.Time) {
 		s.pollRTCP(now)
 	}
 }
+
+// skipPoll says whether this read can do without a poll: the frame it plays
+// is already buffered and the last poll was the frame before. So a call whose
+// packets arrive just before its reads polls every other frame and takes two
+// packets in one system call, each still in time (their arrival times are
+// the kernel's).
+func (s *Stream) skipPoll(now time.Time) bool {
+	r := &s.rx
+	if r.skipped || !r.polled || now.Sub(r.lastPoll) > skipPollWithin || !s.jb.ready() {
+		return false
+	}
+	r.skipped = true
+	return true
+}
+
+// skipPollWithin is how recent the last poll must be for a read to skip one.
+const skipPollWithin = 30 * time.Millisecond
 
 // checkTimeout ends the stream when no RTP came for the timeout. A held
 // caller sends nothing, so hold pauses it and unhold restarts it.
@@ -86,7 +122,7 @@ func (s *Stream) checkTimeout(now time.Time) {
 	}
 }
 
-// receive takes one datagram that arrived at now. Anything that is not usable RTP is counted and
+// receive takes one datagram that arrived at now; the caller holds s.mu. Anything that is not usable RTP is counted and
 // dropped; it must never panic whatever the bytes.
 func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 	// Cheap checks first: pion's error paths allocate, garbage should not.
@@ -146,14 +182,12 @@ func (s *Stream) receive(pkt []byte, from netip.AddrPort, now time.Time) {
 	if !audio && !newSSRC {
 		return
 	}
-	s.jbMu.Lock()
 	if newSSRC {
 		s.jb.reset()
 	}
 	if audio && len(payload) > 0 {
 		s.jb.push(now, h.SequenceNumber, h.Timestamp, payload)
 	}
-	s.jbMu.Unlock()
 }
 
 // latch implements symmetric RTP: we send to wherever the caller's RTP comes from,

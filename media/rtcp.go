@@ -42,7 +42,8 @@ type rtcpSession struct {
 
 	rx rxStats
 
-	sendMu     sync.Mutex // one report at a time (the loop, or Close's final BYE)
+	sendMu     sync.Mutex // one report at a time (the poll, or Close's final BYE)
+	txMu       sync.Mutex // one send at a time on conn
 	lastOut    uint64     // RTP packets sent at the previous report: SR only while sending
 	in, out    atomic.Uint64
 	malformed  atomic.Uint64
@@ -78,15 +79,20 @@ type rxStats struct {
 // senderReportState is what an SR says about our RTP: noted per packet sent.
 type senderReportState struct {
 	octets uint64    // payload octets sent
-	lastTS uint32    // RTP timestamp of the last packet sent
-	lastAt time.Time // when it was sent
+	n      uint64    // packets noted
+	lastTS uint32    // RTP timestamp of a recent packet
+	lastAt time.Time // when it was sent; the SR extrapolates the RTP clock from this pair
 }
 
-// noteSent records a sent RTP packet for the next SR. Callers hold the sender's lock.
-func (r *senderReportState) noteSent(pkt []byte, now time.Time) {
+// noteSent records a sent RTP packet for the next SR. The timestamp pair is
+// taken every 16th packet (320 ms): any recent pair extrapolates as well, and
+// it saves reading the clock per packet. Callers hold the sender's lock.
+func (r *senderReportState) noteSent(pkt []byte) {
 	r.octets += uint64(len(pkt) - rtpHeaderMin)
-	r.lastTS = binary.BigEndian.Uint32(pkt[4:8])
-	r.lastAt = now
+	if r.n++; r.n%16 == 1 {
+		r.lastTS = binary.BigEndian.Uint32(pkt[4:8])
+		r.lastAt = time.Now()
+	}
 }
 
 // listenRTCP binds the odd port above an RTP port.
@@ -213,7 +219,7 @@ func (s *Stream) pollRTCP(now time.Time) {
 	if r.conn == nil {
 		return
 	}
-	if err := r.conn.drain(now, 16, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := r.conn.drain(now, 16, 16, 0, r.onPkt); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("rtcp read", "err", err)
 	}
 	if r.next.IsZero() {
@@ -318,7 +324,10 @@ func (s *Stream) sendReport(now time.Time, bye bool) error {
 		}
 		to = netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
 	}
-	if err := r.conn.sendTo(pkt, to); err != nil {
+	r.txMu.Lock()
+	err = r.conn.sendTo(pkt, to)
+	r.txMu.Unlock()
+	if err != nil {
 		return err
 	}
 	r.out.Add(1)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"time"
 
 	"github.com/pion/rtp"
 )
@@ -33,7 +32,7 @@ func (t *sender) init(c Codec) {
 		Timestamp:      rand.Uint32(),
 	}
 	t.clock = c.ClockRate
-	t.buf = make([]byte, rtpHeaderMin+maxFrameSamples*2, rtpHeaderMin+maxFrameSamples*2+srtpOverhead) // SRTP encrypts in place
+	t.fit(rtpHeaderMin + 2*(maxFrameSamples/6)) // a 20 ms G.711 or 16-bit 8 kHz frame; grows once for more
 }
 
 // WriteFrame encodes src (normally 20 ms) and sends it as one RTP packet to the
@@ -69,7 +68,7 @@ func (s *Stream) WriteFrame(src []int16, marker bool) error {
 	}
 	s.stats.packetsOut.Add(1)
 	s.stats.bytesOut.Add(uint64(len(pkt)))
-	t.report.noteSent(pkt, time.Now())
+	t.report.noteSent(pkt)
 	return nil
 }
 
@@ -81,6 +80,7 @@ func (s *Stream) marshal(src []int16, marker bool) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d samples, want 1..%d", ErrFrameSize, len(src), maxFrameSamples)
 	}
 	t.hdr.Marker = marker
+	t.fit(t.hdr.MarshalSize() + s.codec.MaxPayload(len(src)))
 	n, err := t.hdr.MarshalTo(t.buf)
 	if err != nil {
 		return nil, err
@@ -89,4 +89,13 @@ func (s *Stream) marshal(src []int16, marker bool) ([]byte, error) {
 	t.hdr.SequenceNumber++
 	t.hdr.Timestamp += uint32(len(src)) * t.clock / uint32(s.codec.Rate())
 	return t.buf[:n], nil
+}
+
+// fit makes buf hold a packet of n bytes, with room for SRTP to protect it
+// in place; it allocates only when a stream's frames grow.
+func (t *sender) fit(n int) {
+	if cap(t.buf) < n+srtpOverhead {
+		t.buf = make([]byte, n, n+srtpOverhead)
+	}
+	t.buf = t.buf[:n]
 }

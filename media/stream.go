@@ -38,14 +38,12 @@ type Stream struct {
 	local netip.AddrPort
 	stats counters
 
-	remoteMu sync.Mutex
-	remote   netip.AddrPort // where WriteFrame sends: SDP's address until RTP latches
+	remote atomic.Pointer[netip.AddrPort] // where WriteFrame sends: SDP's address until RTP latches
 
-	// receive side: rx is touched only by poll, under pollMu; jb by whoever holds jbMu.
-	pollMu sync.Mutex
-	rx     receiver
-	jbMu   sync.Mutex
-	jb     *jitterBuffer
+	// receive side: rx and jb are touched under mu (one lock per frame: poll, then read).
+	mu sync.Mutex
+	rx receiver
+	jb *jitterBuffer
 
 	tx   sender
 	rtcp rtcpSession  // on the odd port above; conn nil if that port was taken
@@ -89,24 +87,24 @@ func (p *PortPool) Open(cfg StreamConfig) (*Stream, error) {
 	}
 	log = log.With("rtp_local", local.String())
 	s := &Stream{
-		cfg:    cfg,
-		codec:  c,
-		rate:   c.Rate(),
-		log:    log,
-		pool:   p,
-		port:   port,
-		conn:   conn,
-		local:  local,
-		remote: unmapAddrPort(cfg.Remote),
-		jb:     newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
-		done:   make(chan struct{}),
-		srtp:   sec,
+		cfg:   cfg,
+		codec: c,
+		rate:  c.Rate(),
+		log:   log,
+		pool:  p,
+		port:  port,
+		conn:  conn,
+		local: local,
+		jb:    newJitterBuffer(c, cfg.Codec.ClockRate, cfg.JitterMin, cfg.JitterMax),
+		done:  make(chan struct{}),
+		srtp:  sec,
 	}
+	s.setRemote(unmapAddrPort(cfg.Remote))
 	s.audioPT.Store(uint32(cfg.Codec.PayloadType))
 	s.tx.init(cfg.Codec)
 	s.startRTCP(p, cfg.Codec.ClockRate)
 	s.initReceiver()
-	log.Debug("rtp stream open", "codec", cfg.Codec.Name, "remote", s.remote.String())
+	log.Debug("rtp stream open", "codec", cfg.Codec.Name, "remote", s.Remote().String())
 	return s, nil
 }
 
@@ -154,10 +152,10 @@ func (s *Stream) Reconfigure(codec Codec, remote netip.AddrPort) error {
 	s.codec = c
 	t.hdr.PayloadType = codec.PayloadType
 	t.mu.Unlock()
-	s.jbMu.Lock()
+	s.mu.Lock()
 	s.jb = newJitterBuffer(c, codec.ClockRate, s.cfg.JitterMin, s.cfg.JitterMax)
 	s.audioPT.Store(uint32(codec.PayloadType))
-	s.jbMu.Unlock()
+	s.mu.Unlock()
 	if remote.IsValid() && remote.Port() != 0 {
 		s.SetRemote(remote)
 	}
@@ -167,9 +165,7 @@ func (s *Stream) Reconfigure(codec Codec, remote netip.AddrPort) error {
 
 // Remote is where WriteFrame currently sends: SDP's address, or the latched source.
 func (s *Stream) Remote() netip.AddrPort {
-	s.remoteMu.Lock()
-	defer s.remoteMu.Unlock()
-	return s.remote
+	return *s.remote.Load()
 }
 
 // SetRemote points WriteFrame at a, as an SDP answer or re-INVITE says; RTP
@@ -177,9 +173,7 @@ func (s *Stream) Remote() netip.AddrPort {
 func (s *Stream) SetRemote(a netip.AddrPort) { s.setRemote(unmapAddrPort(a)) }
 
 func (s *Stream) setRemote(a netip.AddrPort) {
-	s.remoteMu.Lock()
-	s.remote = a
-	s.remoteMu.Unlock()
+	s.remote.Store(&a) // rare (answer, latch): one allocation, and WriteFrame reads it without a lock
 }
 
 // ReadFrame fills dst (normally 20 ms, Rate()/50 samples) with the next audio from the
@@ -192,9 +186,11 @@ func (s *Stream) ReadFrame(dst []int16) bool {
 
 // readFrame is ReadFrame at an explicit time, for simulations.
 func (s *Stream) readFrame(dst []int16, now time.Time) bool {
-	s.poll(now)
-	s.jbMu.Lock()
-	defer s.jbMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.skipPoll(now) {
+		s.pollLocked(now)
+	}
 	return s.jb.read(dst, now)
 }
 
@@ -222,11 +218,14 @@ func (s *Stream) finish(err error) {
 // is idempotent and always returns nil.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
+		s.mu.Lock() // no poll runs while the sockets close (udpSocket has no lock of its own)
 		s.tx.mu.Lock()
-		s.tx.closed = true
+		s.tx.closed = true // no send either: WriteFrame checks it under tx.mu
 		s.tx.mu.Unlock()
 		s.closeRTCP()
 		s.conn.Close()
+		s.rx.closed = true
+		s.mu.Unlock()
 		s.finish(ErrStreamClosed)
 		s.pool.release(s.port)
 		st := s.Stats()

@@ -487,7 +487,7 @@ func TestReadFrameOtherPtime(t *testing.T) {
 // deliver hands s one datagram as its poll would, serialised with the
 // background poll of keepPolling.
 func deliver(s *Stream, pkt []byte, from netip.AddrPort, at time.Time) {
-	s.pollMu.Lock()
-	defer s.pollMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.receive(pkt, from, at)
 }

@@ -15,17 +15,18 @@ import (
 // udpSocket is a media socket outside Go's network poller: the call's clock
 // polls it, so nothing waits on it and a datagram's arrival wakes no thread.
 // Receives take a batch per recvmmsg with the kernel's arrival times
-// (SO_TIMESTAMPNS); sends are one non-blocking sendto.
+// (SO_TIMESTAMPNS); sends are one non-blocking sendto. It has no lock of its
+// own: the Stream never closes it while a send or a drain runs (both happen
+// under the stream's locks, which Close takes), so the fd is never reused
+// under I/O.
 type udpSocket struct {
-	mu     sync.RWMutex // I/O holds it shared, Close exclusively: the fd number is never reused under I/O
 	fd     int
 	closed bool
 	v6     bool
 
-	txMu sync.Mutex // the cached destination
-	to   netip.AddrPort
-	sa4  unix.SockaddrInet4
-	sa6  unix.SockaddrInet6
+	to  netip.AddrPort // the cached destination; senders serialise (the stream's tx lock, RTCP's own)
+	sa4 unix.SockaddrInet4
+	sa6 unix.SockaddrInet6
 }
 
 func listenUDP(ip netip.Addr, port int) (*udpSocket, error) {
@@ -52,10 +53,8 @@ func listenUDP(ip netip.Addr, port int) (*udpSocket, error) {
 	return &udpSocket{fd: fd, v6: ip.Is6()}, nil
 }
 
-// Close is idempotent; it waits for I/O in progress.
+// Close is idempotent; no I/O may be in progress.
 func (u *udpSocket) Close() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	if u.closed {
 		return nil
 	}
@@ -63,15 +62,12 @@ func (u *udpSocket) Close() error {
 	return unix.Close(u.fd)
 }
 
-// sendTo sends one datagram; a full socket buffer drops it (an error), it never blocks.
+// sendTo sends one datagram; a full socket buffer drops it (an error), it
+// never blocks. Callers serialise their sends.
 func (u *udpSocket) sendTo(pkt []byte, to netip.AddrPort) error {
-	u.mu.RLock()
-	defer u.mu.RUnlock()
 	if u.closed {
 		return net.ErrClosed
 	}
-	u.txMu.Lock()
-	defer u.txMu.Unlock()
 	var sa unix.Sockaddr
 	if u.to != to {
 		u.to = to
@@ -135,27 +131,30 @@ var rxBatches = sync.Pool{New: func() any {
 	return b
 }}
 
-// drain hands every queued datagram to each, oldest first, at most limit of
-// them, each with its arrival time on now's monotonic clock. It returns a
-// socket error other than "nothing queued".
-func (u *udpSocket) drain(now time.Time, limit int, each func(pkt []byte, from netip.AddrPort, at time.Time)) error {
-	u.mu.RLock()
-	defer u.mu.RUnlock()
+// drain hands queued datagrams to each, oldest first, at most limit of them,
+// each with its arrival time on now's monotonic clock. A clock that polls
+// just after a call's packet arrives usually finds exactly the expected
+// number: so the first read asks for that many (asking for more costs a
+// failing attempt in the kernel), and drain reads on, in batches, only while
+// the last it got had waited longer than fresh, the sign of a backlog. It
+// returns a socket error other than "nothing queued".
+func (u *udpSocket) drain(now time.Time, limit, expect int, fresh time.Duration, each func(pkt []byte, from netip.AddrPort, at time.Time)) error {
 	if u.closed {
 		return net.ErrClosed
 	}
 	b := rxBatches.Get().(*rxBatch)
 	defer rxBatches.Put(b)
 	wall := now.UnixNano()
+	vlen := min(max(expect, 1), rxBatchLen)
 	for limit > 0 {
-		for i := range b.msgs {
+		for i := range vlen {
 			h := &b.msgs[i].hdr
 			h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
 			h.SetControllen(ctrlLen)
 			h.Flags = 0
 		}
 		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&b.msgs[0])),
-			rxBatchLen, unix.MSG_DONTWAIT, 0, 0)
+			uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 		case unix.EAGAIN, unix.EINTR:
@@ -164,18 +163,21 @@ func (u *udpSocket) drain(now time.Time, limit int, each func(pkt []byte, from n
 			return e
 		}
 		got := int(n)
+		var at time.Time
 		for i := range got {
 			m := &b.msgs[i]
 			size := min(int(m.len), maxDatagram)
 			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
 				size = 0 // too big to be RTP we can use: counted as malformed
 			}
-			each(b.bufs[i][:size], sockaddrPort(&b.names[i]), arrivalAt(now, wall, &m.hdr, b.ctrl[i][:]))
+			at = arrivalAt(now, wall, &m.hdr, b.ctrl[i][:])
+			each(b.bufs[i][:size], sockaddrPort(&b.names[i]), at)
 		}
 		limit -= got
-		if got < rxBatchLen {
+		if got < vlen || now.Sub(at) < fresh {
 			return nil
 		}
+		vlen = rxBatchLen
 	}
 	return nil
 }

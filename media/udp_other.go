@@ -42,7 +42,7 @@ func (u *udpSocket) sendTo(pkt []byte, to netip.AddrPort) error {
 	return err
 }
 
-func (u *udpSocket) drain(now time.Time, limit int, each func(pkt []byte, from netip.AddrPort, at time.Time)) error {
+func (u *udpSocket) drain(now time.Time, limit, _ int, _ time.Duration, each func(pkt []byte, from netip.AddrPort, at time.Time)) error {
 	for ; limit > 0; limit-- {
 		var n int
 		var from syscall.Sockaddr
