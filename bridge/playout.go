@@ -1,6 +1,9 @@
 package bridge
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // playout is the queue between an agent and the caller: any chunk size in, one
 // 20 ms frame out per tick, marks reported when the audio before them has played,
@@ -14,9 +17,10 @@ type playout struct {
 	in    int64   // samples ever queued
 	out   int64   // samples ever played or cleared
 	marks []mark
-	due   []string // marks reached, handed to the clock goroutine
-	empty bool     // last frame popped had no audio: the next audio starts a talkspurt
-	small int      // the starting capacity, kept while nothing bursts ahead
+	due   []string     // marks reached, handed to the clock goroutine
+	dueN  atomic.Int32 // len(due), read without the lock: most frames have no mark
+	empty bool         // last frame popped had no audio: the next audio starts a talkspurt
+	small int          // the starting capacity, kept while nothing bursts ahead
 }
 
 // shrinkAbove is the capacity, in multiples of the starting one, that an
@@ -115,15 +119,20 @@ func (q *playout) reached() {
 	}
 	if i > 0 {
 		q.marks = append(q.marks[:0], q.marks[i:]...)
+		q.dueN.Store(int32(len(q.due)))
 	}
 }
 
 // Due appends the names of marks reached since the last call to dst.
 func (q *playout) Due(dst []string) []string {
+	if q.dueN.Load() == 0 {
+		return dst
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dst = append(dst, q.due...)
 	q.due = q.due[:0]
+	q.dueN.Store(0)
 	return dst
 }
 
