@@ -192,21 +192,40 @@ func (g *gateway) sample() (procSample, error) {
 }
 
 func (g *gateway) goroutines() int {
+	m := g.metrics()
+	if v, ok := m["go_goroutines"]; ok {
+		return int(v)
+	}
+	return -1
+}
+
+// metrics scrapes the gateway's /metrics into series → value (the series
+// name with its labels, as exposed); empty when it cannot.
+func (g *gateway) metrics() map[string]float64 {
+	out := map[string]float64{}
+	if g.http == "" {
+		return out
+	}
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + g.http + "/metrics")
 	if err != nil {
-		return -1
+		return out
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				out[line[:i]] = v
+			}
 		}
 	}
-	return -1
+	return out
 }
 
 // cpuProfile fetches a CPU profile of the gateway over seconds.

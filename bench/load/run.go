@@ -71,8 +71,12 @@ type result struct {
 	GoroutinesIdle    int            `json:"gateway_goroutines_idle"`
 	GoroutinesLoaded  int            `json:"gateway_goroutines_loaded"`
 	GoroutinesPerCall float64        `json:"gateway_goroutines_per_call"`
-	Foreign           uint64         `json:"packets_foreign"`    // RTP from no call's answered address
-	SendLateP99       float64        `json:"sender_late_p99_ms"` // this tool's own send jitter
+	Foreign           uint64         `json:"packets_foreign"`          // RTP from no call's answered address
+	JBDelayMean       float64        `json:"gateway_jb_delay_mean_ms"` // mean playout delay the gateway's jitter buffers added (its call-end histogram), -1 unknown
+	ClockLate2        float64        `json:"gateway_frames_late_2ms"`  // frames the gateway's clock handled > 2 ms late, over the run
+	ClockLate5        float64        `json:"gateway_frames_late_5ms"`  // > 5 ms
+	ClockMoves        float64        `json:"gateway_clock_moves"`      // schedules moved to follow the callers' packets
+	SendLateP99       float64        `json:"sender_late_p99_ms"`       // this tool's own send jitter
 	SendLateMax       float64        `json:"sender_late_max_ms"`
 	ToolCPUPct        float64        `json:"load_tool_cpu_pct"` // this process (and its bot), % of one core over the hold
 	BotMedia          int64          `json:"bot_media_messages,omitempty"`
@@ -81,9 +85,9 @@ type result struct {
 }
 
 func (r *result) summary() string {
-	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call goroutines=%.2f/call tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
+	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
 		r.Route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
-		r.RTTP50, r.RTTP99, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
+		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
 		r.foreignNote()
 }
 
@@ -254,6 +258,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	byeWG.Wait()
 	stopMedia() // the calls' receive figures are final once the reader has stopped
+	gatewayFigures(g, res)
 	if sock.sendErr > 0 {
 		log.Printf("%d RTP packets could not be sent", sock.sendErr)
 	}
@@ -378,4 +383,25 @@ func (lc *liveCall) finish(ctx context.Context) {
 		}
 		cancel()
 	}
+}
+
+// gatewayFigures adds what the gateway's own metrics say once the calls have
+// ended: the mean delay its jitter buffers added (the target the round trip
+// is held to) and its frame clock's lateness.
+func gatewayFigures(g *gateway, res *result) {
+	res.JBDelayMean = -1
+	var m map[string]float64
+	for range 20 { // the calls' last records land just after their BYEs
+		m = g.metrics()
+		if m["switchboard_call_jitter_buffer_delay_seconds_count"] >= float64(res.Established) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := m["switchboard_call_jitter_buffer_delay_seconds_count"]; n > 0 {
+		res.JBDelayMean = 1000 * m["switchboard_call_jitter_buffer_delay_seconds_sum"] / n
+	}
+	res.ClockLate2 = m[`switchboard_frame_clock_late_frames_total{over="2ms"}`]
+	res.ClockLate5 = m[`switchboard_frame_clock_late_frames_total{over="5ms"}`]
+	res.ClockMoves = m["switchboard_frame_clock_moves_total"]
 }

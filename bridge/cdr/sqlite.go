@@ -67,8 +67,16 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cdr: %w", err)
 	}
+	// One connection: SQLite has one writer anyway, and a second one would stay
+	// open idle (two more descriptors for the database and its WAL).
+	db.SetMaxOpenConns(1)
 	s := &sqlStore{db: db, d: sqliteDialect}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cdr: %s: %w", path, err)
+	}
+	// Prepared now, not inside Save's transaction, which holds the only connection.
+	if _, err := s.upsertStmt(ctx, 0); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("cdr: %s: %w", path, err)
 	}

@@ -84,8 +84,16 @@ func TestSippLoadAndNoLeaks(t *testing.T) {
 	if got := sumMetric(m, "switchboard_calls_total", `result="answered"`); got != 202 {
 		t.Fatalf("answered %v calls, want 202", got)
 	}
+	var lastG float64
+	var lastFD int
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("goroutines %v→%v, fds %d→%d: %s", baseG, lastG, baseFD, lastFD, g.fdTargets())
+		}
+	})
 	waitFor(t, 45*time.Second, "goroutines and fds back to baseline", func() bool {
-		return g.metrics()["go_goroutines"] <= baseG+2 && g.fds() <= baseFD
+		lastG, lastFD = g.metrics()["go_goroutines"], g.fds()
+		return lastG <= baseG+2 && lastFD <= baseFD
 	})
 	if a := g.metrics()["switchboard_calls_active"]; a != 0 {
 		t.Fatalf("%v calls still active", a)

@@ -249,6 +249,18 @@ func (g *gateway) fds() int {
 	return len(ents)
 }
 
+// fdTargets lists what the gateway's open descriptors point at, for a leak report.
+func (g *gateway) fdTargets() string {
+	dir := fmt.Sprintf("/proc/%d/fd", g.cmd.Process.Pid)
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		l, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		out = append(out, e.Name()+"→"+l)
+	}
+	return strings.Join(out, " ")
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
