@@ -27,6 +27,7 @@ type nbConn struct {
 
 	mu       sync.Mutex
 	started  bool
+	running  bool   // the flusher goroutine exists (started on the first backlog: most bots never need it)
 	pending  []byte // accepted, not yet handed to the socket
 	spare    []byte
 	flushing bool  // the flusher owns the socket's write side
@@ -66,12 +67,11 @@ func newNBConn(c net.Conn) *nbConn {
 }
 
 // start switches to non-blocking writes (after the handshake, which wrote
-// through plainly) and runs the flusher; onErr hears of a failed flush.
+// through plainly); onErr hears of a failed flush.
 func (c *nbConn) start(onErr func(error)) {
 	c.mu.Lock()
 	c.started, c.onErr = true, onErr
 	c.mu.Unlock()
-	go c.flusher()
 }
 
 // Write takes all of p without blocking, or fails for good.
@@ -107,6 +107,10 @@ func (c *nbConn) Write(p []byte) (int, error) {
 	}
 	c.pending = append(c.pending, p...)
 	c.backlog.Add(int64(len(p)))
+	if !c.running {
+		c.running = true
+		go c.flusher()
+	}
 	if !c.flushing {
 		c.flushing = true
 		select {
@@ -159,6 +163,11 @@ func (c *nbConn) flusher() {
 
 // Close closes the socket, which ends a flush blocked on it, and stops the flusher.
 func (c *nbConn) Close() error {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = net.ErrClosed // and no flusher starts after this
+	}
+	c.mu.Unlock()
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { close(c.done) })
 	return err
@@ -167,9 +176,9 @@ func (c *nbConn) Close() error {
 // wait returns once the flusher has ended (after Close).
 func (c *nbConn) wait() {
 	c.mu.Lock()
-	started := c.started
+	running := c.running
 	c.mu.Unlock()
-	if started {
+	if running {
 		<-c.exited
 	}
 }
