@@ -165,18 +165,18 @@ func TestNativeBotLost(t *testing.T) {
 	ctl.want(t, "fail:bot connection lost")
 }
 
+// Caller frame → binary message on a real loopback WebSocket, one at a time.
 func BenchmarkNativeAudio(b *testing.B) {
-	w := &wsConn{wake: make(chan struct{}, 1)}
+	w, c := dialRawBot(b)
 	s := &nativeSession{w: w, rate: 16000}
+	got := make(chan int, 1)
+	go readFrames(c.br, got)
 	frame := pcm.Tone(1000, 8000, 160, 0.3)
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Audio(frame, 8000)
-		w.mu.Lock()
-		w.spare = append(w.spare, w.queue[0].b)
-		w.queue = w.queue[:0]
-		w.audio = 0
-		w.mu.Unlock()
-		<-w.wake
+		<-got
 	}
+	c.Close()
+	w.close(nil)
 }

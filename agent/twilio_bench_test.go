@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"syscall"
@@ -119,6 +121,60 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// dialRawBot connects a wsConn to a rawBot, as dialWS does for every protocol.
+func dialRawBot(tb testing.TB) (*wsConn, *bufConn) {
+	tb.Helper()
+	bt := newRawBot(tb)
+	w, err := dialWS(context.Background(), bt.url(), time.Second, nil, slog.Default())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w, (<-bt.conn).(*bufConn)
+}
+
+// readClientFrame reads one masked frame from the gateway and returns its
+// payload unmasked.
+func readClientFrame(tb testing.TB, r *bufio.Reader) []byte {
+	tb.Helper()
+	p, err := clientFrame(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func clientFrame(r *bufio.Reader) ([]byte, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:2]); err != nil {
+		return nil, err
+	}
+	if hdr[1]&0x80 == 0 {
+		return nil, errors.New("frame from the client not masked (RFC 6455 5.3)")
+	}
+	n := int(hdr[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(r, hdr[:2]); err != nil {
+			return nil, err
+		}
+		n = int(binary.BigEndian.Uint16(hdr[:2]))
+	case 127:
+		if _, err := io.ReadFull(r, hdr[:8]); err != nil {
+			return nil, err
+		}
+		n = int(binary.BigEndian.Uint64(hdr[:8]))
+	}
+	buf := make([]byte, 4+n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	p := buf[4:]
+	for i := range p {
+		p[i] ^= buf[i%4]
+	}
+	return p, nil
 }
 
 func startRawTwilio(b *testing.B, ctl Controls) (Session, *bufConn) {

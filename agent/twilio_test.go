@@ -195,19 +195,22 @@ func TestTwilioResamplesCallerAudio(t *testing.T) {
 	}
 }
 
+// Caller frames → media messages on a real loopback WebSocket, as the
+// clock sends them: back to back, the bot reading on its own goroutine.
 func BenchmarkTwilioAudio(b *testing.B) {
-	w := &wsConn{wake: make(chan struct{}, 1)}
+	w, c := dialRawBot(b)
 	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
+	got := make(chan int, 1024)
+	go readFrames(c.br, got)
+	go func() {
+		for range got {
+		}
+	}()
 	frame := pcm.Tone(1000, 8000, 160, 0.3)
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Audio(frame, 8000)
-		// stand in for the writer: take the message back for reuse
-		w.mu.Lock()
-		w.spare = append(w.spare, w.queue[0].b)
-		w.queue = w.queue[:0]
-		w.audio = 0
-		w.mu.Unlock()
-		<-w.wake
 	}
+	c.Close()
+	w.close(nil)
 }

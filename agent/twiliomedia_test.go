@@ -164,13 +164,14 @@ func TestTwilioHandle(t *testing.T) {
 // A media message built by hand reads back with encoding/json as exactly the
 // fields Twilio sends, all strings.
 func TestTwilioMediaMessageFields(t *testing.T) {
-	w := &wsConn{wake: make(chan struct{}, 1)}
+	w, c := dialRawBot(t)
+	defer w.close(nil)
+	defer c.Close()
 	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
 	frame := pcm.Tone(1000, 8000, 160, 0.3)
 	for i := 1; i <= 3; i++ {
 		s.Audio(frame, 8000)
-		msg := w.queue[w.head].b
-		w.head++
+		msg := readClientFrame(t, c.br)
 		var m map[string]any
 		if err := json.Unmarshal(msg, &m); err != nil {
 			t.Fatalf("%v: %s", err, msg)
@@ -263,4 +264,66 @@ type countingConn struct {
 func (c *countingConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
+}
+
+// A bot that stops reading for a while and then catches up gets every
+// message that was not dropped, whole and in order, whether it went out on
+// the caller's own write or through the flusher once the socket was full.
+func TestWSBacklogKeepsOrder(t *testing.T) {
+	noLeaks(t)
+	w, c := dialRawBot(t)
+	defer w.close(nil)
+	defer c.Close()
+	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
+	frame := pcm.Tone(1000, 8000, 160, 0.3)
+	sent := 0
+	for w.raw.backlog.Load() == 0 { // the bot reads nothing: socket buffers fill up
+		if sent++; sent > 1e6 {
+			t.Fatal("the socket never filled")
+		}
+		s.Audio(frame, 8000)
+	}
+	for range 20 { // queued behind the full socket
+		s.Audio(frame, 8000)
+		sent++
+	}
+	got := make(chan int64)
+	go func() {
+		defer close(got)
+		for {
+			var m struct {
+				Seq string `json:"sequenceNumber"`
+			}
+			msg, err := clientFrame(c.br)
+			if err != nil {
+				return // the test's end
+			}
+			if err := json.Unmarshal(msg, &m); err != nil {
+				t.Errorf("%v: %q", err, msg)
+				return
+			}
+			n, _ := strconv.ParseInt(m.Seq, 10, 64)
+			got <- n
+		}
+	}()
+	last, n := int64(0), 0
+	for int(w.dropped.Load())+n < sent {
+		seq := <-got
+		if seq <= last {
+			t.Fatalf("message %d after %d", seq, last)
+		}
+		last = seq
+		n++
+	}
+	if w.raw.backlog.Load() != 0 || w.dropped.Load() >= wsStallDrops {
+		t.Fatalf("backlog %d, dropped %d", w.raw.backlog.Load(), w.dropped.Load())
+	}
+	// caught up: the next message goes out at once again
+	s.Audio(frame, 8000)
+	if seq := <-got; seq != int64(sent+1) {
+		t.Fatalf("next message %d, want %d", seq, sent+1)
+	}
+	c.Close()
+	for range got {
+	}
 }

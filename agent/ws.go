@@ -19,10 +19,8 @@ import (
 // Limits of a bot connection.
 const (
 	// wsAudioBacklog is how many caller frames may wait for a slow bot (1.28 s)
-	// before new ones are dropped.
+	// before new ones are dropped; control messages wait up to wsMaxPending.
 	wsAudioBacklog = 64
-	// wsControlBacklog bounds control messages (events, marks) the same way.
-	wsControlBacklog = 256
 	// wsReadLimit admits a bot's audio burst in one message (Twilio bots send
 	// whole utterances: 30 s of µ-law in base64 is 320 KB).
 	wsReadLimit = 4 << 20
@@ -41,9 +39,9 @@ var (
 )
 
 // wsConn is a WebSocket to a bot, as every WebSocket protocol uses it: the
-// call's clock never blocks on it (outgoing messages go through a bounded
-// queue to a writer goroutine), the protocol reads on a goroutine of its own,
-// and Close ends both.
+// call's clock never blocks on it (a message is written from the sender's
+// goroutine onto a socket that never blocks, see nbConn), the protocol reads
+// on a goroutine of its own, and Close ends both.
 //
 // Reads and writes pass no deadline or cancellable context to the WebSocket:
 // coder/websocket arms a context.AfterFunc (and the caller a timer) per frame
@@ -52,35 +50,22 @@ var (
 // drops it causes (wsStallDrops).
 type wsConn struct {
 	conn *websocket.Conn
-	raw  net.Conn // the TCP connection under conn, closed to end blocked reads and writes
+	raw  *nbConn // the TCP connection under conn, closed to end blocked reads and writes
 	log  *slog.Logger
-	ctx  context.Context // ends when the connection is torn down
-	stop context.CancelFunc
 
 	mu      sync.Mutex
-	queue   []wsOut // queue[head:] waits for the writer
-	head    int
 	spare   [][]byte // buffers of written messages, for reuse
-	audio   int      // audio messages in queue
 	closing bool     // Close has begun: errors from here on are ours
-	wake    chan struct{}
-	written int64 // messages the writer has finished
 	stall   struct {
-		written int64 // written when the current run of drops began
+		flushed int64 // raw.flushed when the current run of drops began
 		drops   int   // audio drops since then
 	}
 
 	dropped    atomic.Int64 // messages dropped because the bot was too slow
 	report     func(error)  // how the end is reported to the call; set by read
 	endOnce    sync.Once
-	writerDone chan struct{}
+	closerDone chan struct{} // closed when the close handshake's goroutine is done
 	readerDone chan struct{}
-}
-
-type wsOut struct {
-	typ   websocket.MessageType
-	b     []byte
-	audio bool
 }
 
 // dialWS connects to a bot within timeout; the connection outlives ctx (the
@@ -91,7 +76,7 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 	// A transport of its own, to keep hold of the TCP connection it dials.
 	var (
 		rawMu sync.Mutex
-		raw   net.Conn
+		raw   *nbConn
 	)
 	base, _ := http.DefaultTransport.(*http.Transport)
 	if base == nil {
@@ -110,10 +95,11 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 		if wsWrapConn != nil {
 			c = wsWrapConn(c)
 		}
+		nb := newNBConn(c)
 		rawMu.Lock()
-		raw = c
+		raw = nb
 		rawMu.Unlock()
-		return c, nil
+		return nb, nil
 	}
 	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
@@ -129,16 +115,18 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 	rawMu.Lock()
 	rc := raw
 	rawMu.Unlock()
+	if rc == nil {
+		c.CloseNow()
+		return nil, fmt.Errorf("connect %s: the transport dialed no connection of ours", url)
+	}
 	w := &wsConn{
 		conn:       c,
 		raw:        rc,
 		log:        log,
-		wake:       make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
+		closerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
-	w.ctx, w.stop = context.WithCancel(context.WithoutCancel(ctx))
-	go w.writer()
+	rc.start(func(err error) { w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err)) })
 	return w, nil
 }
 
@@ -158,17 +146,19 @@ func (w *wsConn) buf() []byte {
 	return make([]byte, 0, 512)
 }
 
-// send queues a message built in a buffer from buf; it never blocks. A bot
-// that has fallen too far behind loses the message (counted).
+// send writes a message built in a buffer from buf; it never blocks. A bot
+// that has fallen wsAudioBacklog messages behind loses audio (counted), and
+// one that takes nothing while wsStallDrops frames are dropped is lost.
 func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
+	backlog := w.raw.backlog.Load()
 	w.mu.Lock()
-	if w.closing || (audio && w.audio >= wsAudioBacklog) || len(w.queue)-w.head >= wsAudioBacklog+wsControlBacklog {
-		closing := w.closing
+	closing := w.closing
+	if closing || (audio && backlog >= int64(wsAudioBacklog*len(b))) {
 		w.spare = append(w.spare, b)
 		stalled := false
 		if audio && !closing {
-			if w.stall.written != w.written {
-				w.stall.written, w.stall.drops = w.written, 0
+			if f := w.raw.flushed.Load(); w.stall.flushed != f {
+				w.stall.flushed, w.stall.drops = f, 0
 			}
 			w.stall.drops++
 			stalled = w.stall.drops == wsStallDrops
@@ -182,14 +172,14 @@ func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 		}
 		return
 	}
-	w.queue = append(w.queue, wsOut{typ: typ, b: b, audio: audio})
-	if audio {
-		w.audio++
-	}
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	// One frame, one write(2): coder/websocket buffers header and payload and flushes at the end of the message.
+	err := w.conn.Write(context.Background(), typ, b)
+	w.mu.Lock()
+	w.spare = append(w.spare, b)
+	w.mu.Unlock()
+	if err != nil {
+		w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
 	}
 }
 
@@ -220,50 +210,6 @@ func (w *wsConn) isClosing() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.closing
-}
-
-// writer sends queued messages in order; when Close has begun and the queue
-// is empty it closes the WebSocket with a normal closure.
-func (w *wsConn) writer() {
-	defer close(w.writerDone)
-	for {
-		w.mu.Lock()
-		if w.head == len(w.queue) {
-			w.queue, w.head = w.queue[:0], 0
-			closing := w.closing
-			w.mu.Unlock()
-			if closing {
-				if w.ctx.Err() == nil {
-					w.conn.Close(websocket.StatusNormalClosure, "call ended")
-				}
-				return
-			}
-			select {
-			case <-w.wake:
-				continue
-			case <-w.ctx.Done():
-				return
-			}
-		}
-		m := w.queue[w.head]
-		w.queue[w.head] = wsOut{}
-		w.head++
-		if m.audio {
-			w.audio--
-		}
-		w.mu.Unlock()
-
-		// One frame, one write(2): coder/websocket buffers header and payload and flushes at the end of the message.
-		err := w.conn.Write(context.Background(), m.typ, m.b)
-		w.mu.Lock()
-		w.spare = append(w.spare, m.b)
-		w.written++
-		w.mu.Unlock()
-		if err != nil {
-			w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
-			return
-		}
-	}
 }
 
 // startReading runs read on a goroutine of its own; see read.
@@ -321,16 +267,13 @@ func (w *wsConn) end(err error) {
 		}
 	})
 	if errors.Is(err, ErrBotLost) {
-		w.stop() // nothing more will reach this bot
-		w.hardClose()
+		w.hardClose() // nothing more will reach this bot
 	}
 }
 
 // hardClose closes the TCP connection, which ends a read or write blocked on it.
 func (w *wsConn) hardClose() {
-	if w.raw != nil {
-		w.raw.Close()
-	}
+	w.raw.Close()
 }
 
 // reportTo maps how a bot connection ended to the call: the bot's close is a
@@ -362,21 +305,21 @@ func (w *wsConn) close(final []byte) {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	go func() { // coder/websocket's Close waits for the bot's answer
+		defer close(w.closerDone)
+		w.conn.Close(websocket.StatusNormalClosure, "call ended")
+	}()
 	t := time.NewTimer(wsCloseWait)
 	defer t.Stop()
 	select {
 	case <-w.readerDone: // the bot answered the close handshake
 	case <-t.C:
 	}
-	w.stop()
 	w.hardClose() // ends a reader still waiting and the writer's close handshake
 	<-w.readerDone
 	w.conn.CloseNow()
-	<-w.writerDone
+	<-w.closerDone
+	w.raw.wait()
 	if n := w.dropped.Load(); n > 0 {
 		w.log.Warn("messages to the bot dropped (bot too slow)", "dropped", n)
 	}
@@ -388,8 +331,7 @@ func (w *wsConn) abort() {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	w.stop()
 	w.hardClose()
 	w.conn.CloseNow()
-	<-w.writerDone
+	w.raw.wait()
 }
