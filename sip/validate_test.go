@@ -114,12 +114,12 @@ func TestScannerAndRateGuard(t *testing.T) {
 		}
 	}
 	for msg, want := range map[string]bool{
-		optionsBase + "user-agent : Friendly-Scanner\r\n\r\n":                 true,
-		optionsBase + "User-Agent: Zoiper\r\nUser-Agent: sipvicious\r\n\r\n":  true,
+		optionsBase + "user-agent : Friendly-Scanner\r\n\r\n":                true,
+		optionsBase + "User-Agent: Zoiper\r\nUser-Agent: sipvicious\r\n\r\n": true,
 		optionsBase + "User-Agent: x,\r\n friendly-scanner\r\nTo: y\r\n\r\n": true, // folded
-		optionsBase + "User-Agent: friendly-\r\n scanner\r\n\r\n":             false,
-		optionsBase + "Subject: friendly-scanner\r\n\r\n":                      false,
-		optionsBase + "\r\nUser-Agent: friendly-scanner\r\n":                    false, // in the body
+		optionsBase + "User-Agent: friendly-\r\n scanner\r\n\r\n":            false,
+		optionsBase + "Subject: friendly-scanner\r\n\r\n":                    false,
+		optionsBase + "\r\nUser-Agent: friendly-scanner\r\n":                 false, // in the body
 	} {
 		if got := isScanner([]byte(msg)); got != want {
 			t.Errorf("isScanner(%q) = %v, want %v", msg, got, want)
