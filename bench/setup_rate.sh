@@ -7,7 +7,8 @@
 #
 #   bench/setup_rate.sh [RATE ...]      (default 200 400 600 800 1000 1200)
 #   SECONDS_PER_RATE=5 BIN=path/to/switchboard PROFILE_DIR=/tmp bench/setup_rate.sh
-# PROFILE_DIR: a CPU profile of the gateway over each rate's run (setup-RATE.pprof).
+# PROFILE_DIR: a CPU profile of the gateway over each rate's run (setup-RATE.pprof)
+# and the allocations made during it (setup-RATE.allocs.pprof: divide by the calls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rates=("$@")
@@ -71,6 +72,9 @@ for rate in "${rates[@]}"; do
 		curl -fs -H "Authorization: Bearer $SWITCHBOARD_LOAD_TOKEN" -o "$PROFILE_DIR/setup-$rate.pprof" \
 			"http://127.0.0.1:$http_port/debug/pprof/profile?seconds=$((secs + 1))" &
 		prof=$!
+		curl -fs -H "Authorization: Bearer $SWITCHBOARD_LOAD_TOKEN" -o "$PROFILE_DIR/setup-$rate.allocs.pprof" \
+			"http://127.0.0.1:$http_port/debug/pprof/allocs?seconds=$((secs + 1))" &
+		allocs=$!
 	fi
 	(cd "$run" && timeout $((secs + 60)) sipp -sn uac -s echo "127.0.0.1:$sip_port" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -m "$total" -l $((rate * 3)) -d 1000 -recv_timeout 10000 -timeout $((secs + 50))s \
@@ -87,7 +91,7 @@ import sys
 v = sorted(float(l.split(";")[1]) for l in sys.stdin if l[:1].isdigit())
 q = lambda p: v[min(len(v) - 1, max(0, int(p * len(v) + 0.5) - 1))] if v else 0
 print("%.2f %.2f %.2f" % (q(0.5), q(0.99), v[-1] if v else 0))')
-	[ -z "${prof:-}" ] || wait "$prof" || true
+	[ -z "${prof:-}" ] || wait "$prof" "$allocs" || true
 	printf '%6s %7s %7s %9s %9s %9s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax"
 	if [ "$failed" != 0 ] || [ "$ok" != "$total" ]; then
 		break

@@ -295,7 +295,9 @@ func (g *Gateway) track(c *sip.InboundCall, rec *cdr.Call, start time.Time) (*li
 	ctx, cancel := context.WithCancelCause(c.Context())
 	l := &liveCall{cancel: cancel, info: CallInfo{ID: c.CallID(), RecordID: rec.ID(), From: c.From(), To: c.To(),
 		Trunk: c.Trunk(), State: StateRouting, Start: start}}
-	rec.Trunk(c.Trunk())
+	if t := c.Trunk(); t != "" {
+		rec.Trunk(t) // a snapshot only when there is a trunk to record: one queued write fewer before the 200
+	}
 	g.calls[l] = struct{}{}
 	g.wg.Add(1)
 	g.metrics.callsActive.Inc()

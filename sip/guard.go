@@ -230,18 +230,56 @@ func rawHeaders(data []byte) (start string, hs []rawHeader) {
 	return start, hs
 }
 
-// isScanner looks for a scanner's User-Agent without parsing the message.
+// isScanner looks for a scanner's User-Agent without parsing the message or
+// allocating: every datagram passes here.
 func isScanner(data []byte) bool {
-	_, hs := rawHeaders(data)
-	for _, h := range hs {
-		if h.name != "user-agent" {
-			continue
+	_, i := lineEnd(data, 0)
+	for i < len(data) {
+		end, next := lineEnd(data, i)
+		if end == i {
+			return false // the empty line before the body
 		}
-		ua := strings.ToLower(h.value)
-		for _, s := range scannerAgents {
-			if strings.Contains(ua, s) {
-				return true
+		value := data[i:end]
+		colon := bytes.IndexByte(value, ':')
+		isUA := colon >= 0 && bytes.EqualFold(bytes.TrimSpace(value[:colon]), []byte("user-agent"))
+		for next < len(data) && (data[next] == ' ' || data[next] == '\t') {
+			if isUA {
+				return scannerAgent(rawUserAgent(data[i:])) // folded: rare, so joined the slow way
 			}
+			_, next = lineEnd(data, next)
+		}
+		if isUA && scannerAgent(value[colon+1:]) {
+			return true
+		}
+		i = next
+	}
+	return false
+}
+
+// rawUserAgent is the folded User-Agent header at the start of data, its lines joined.
+func rawUserAgent(data []byte) []byte {
+	_, hs := rawHeaders(append([]byte("X\r\n"), data...))
+	if len(hs) == 0 {
+		return nil
+	}
+	return []byte(hs[0].value)
+}
+
+// scannerAgent reports whether a User-Agent value names a scanner, in any case.
+func scannerAgent(ua []byte) bool {
+	for _, s := range scannerAgents {
+		if containsFold(ua, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold is strings.Contains with ASCII case folding; sub is lower case.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
+			return true
 		}
 	}
 	return false

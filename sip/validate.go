@@ -19,7 +19,7 @@ type rejection struct {
 var supportedExtensions = map[string]bool{}
 
 // singleHeaders may appear once only (RFC 3261 7.3.1: they are not comma-separated lists).
-var singleHeaders = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
+var singleHeaders = [...]string{"From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
 
 // maxCSeq is 2**31-1: RFC 3261 8.1.1.5 keeps sequence numbers below 2**31.
 const maxCSeq = 1<<31 - 1
@@ -49,10 +49,8 @@ func validateRequest(req *sip.Request) *rejection {
 	case req.CSeq() == nil:
 		return badRequest("missing or invalid CSeq")
 	}
-	for _, name := range singleHeaders {
-		if len(req.GetHeaders(name)) > 1 {
-			return badRequest("more than one " + name)
-		}
+	if name := repeatedSingle(req); name != "" {
+		return badRequest("more than one " + name)
 	}
 	cseq := req.CSeq()
 	if !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
@@ -100,6 +98,25 @@ func validateRequest(req *sip.Request) *rejection {
 	return nil
 }
 
+// repeatedSingle names the first of singleHeaders that req has more than once.
+// One pass over the headers, with no allocation: every request passes here.
+func repeatedSingle(req *sip.Request) string {
+	var seen [7]int
+	for _, h := range req.Headers() {
+		for i, name := range singleHeaders {
+			if strings.EqualFold(h.Name(), name) {
+				seen[i]++
+			}
+		}
+	}
+	for i, n := range seen {
+		if n > 1 {
+			return singleHeaders[i]
+		}
+	}
+	return ""
+}
+
 // knownScheme: URI schemes a SIP gateway takes (RFC 3261 sip/sips, RFC 3966 tel).
 func knownScheme(s string) bool {
 	return strings.EqualFold(s, "sip") || strings.EqualFold(s, "sips") || strings.EqualFold(s, "tel")
@@ -108,7 +125,10 @@ func knownScheme(s string) bool {
 // unsupportedTags lists Require option tags we do not implement, in request order.
 func unsupportedTags(req *sip.Request) []string {
 	var out []string
-	for _, h := range req.GetHeaders("Require") {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Require") {
+			continue
+		}
 		for _, tag := range strings.Split(h.Value(), ",") {
 			tag = strings.TrimSpace(tag)
 			if tag != "" && !supportedExtensions[strings.ToLower(tag)] {
@@ -121,11 +141,12 @@ func unsupportedTags(req *sip.Request) []string {
 
 // acceptsSDP is false when an Accept header leaves out every type our answer could have.
 func acceptsSDP(req *sip.Request) bool {
-	hs := req.GetHeaders("Accept")
-	if len(hs) == 0 {
-		return true
-	}
-	for _, h := range hs {
+	listed := false
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Accept") {
+			continue
+		}
+		listed = true
 		for _, t := range strings.Split(h.Value(), ",") {
 			mt, _, _ := strings.Cut(t, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
@@ -134,5 +155,5 @@ func acceptsSDP(req *sip.Request) bool {
 			}
 		}
 	}
-	return false
+	return !listed
 }

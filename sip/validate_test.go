@@ -113,6 +113,21 @@ func TestScannerAndRateGuard(t *testing.T) {
 			t.Errorf("isScanner(%q) = %v", ua, got)
 		}
 	}
+	for msg, want := range map[string]bool{
+		optionsBase + "user-agent : Friendly-Scanner\r\n\r\n":                true,
+		optionsBase + "User-Agent: Zoiper\r\nUser-Agent: sipvicious\r\n\r\n": true,
+		optionsBase + "User-Agent: x,\r\n friendly-scanner\r\nTo: y\r\n\r\n": true, // folded
+		optionsBase + "User-Agent: friendly-\r\n scanner\r\n\r\n":            false,
+		optionsBase + "Subject: friendly-scanner\r\n\r\n":                    false,
+		optionsBase + "\r\nUser-Agent: friendly-scanner\r\n":                 false, // in the body
+	} {
+		if got := isScanner([]byte(msg)); got != want {
+			t.Errorf("isScanner(%q) = %v, want %v", msg, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { isScanner([]byte(optionsBase + "User-Agent: Zoiper rv2.10\r\n\r\n")) }); n > 1 {
+		t.Errorf("isScanner allocates %v times a message; every datagram passes there", n)
+	}
 	s := &Server{cfg: Config{RatePerSource: 10, RateBurst: 5}}
 	g := newGuard(s)
 	a := parseAddr("192.0.2.1")
