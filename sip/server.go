@@ -48,6 +48,7 @@ type Server struct {
 	draining atomic.Bool
 	trunks   *trunks // carriers in and out (trunk.go)
 	dialogs  dialogTable[*InboundCall]
+	byes     byeMemory // dialogs ended by the caller's BYE, for retransmissions
 	calls    sync.WaitGroup
 }
 
@@ -412,10 +413,20 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c, ok := s.lookup(req)
 	if !ok {
+		if k, kok := keyFromRequest(req); kok && s.byes.ended(k, req.CSeq().SeqNo, time.Now(), s.timerJ()) {
+			s.respond(req, tx, 200, "OK", "") // a retransmission: the same answer, for Timer J
+			tx.Terminate()
+			return
+		}
 		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	s.respond(req, tx, 200, "OK", "") // held for Timer J (64*T1, RFC 3261 17.2.2): retransmitted BYEs get this 200
+	s.respond(req, tx, 200, "OK", "")
+	if !sip.IsReliable(req.Transport()) {
+		// Remembered for Timer J instead of the transaction (byememory.go).
+		s.byes.add(c.dlg.key, req.CSeq().SeqNo, time.Now(), s.timerJ())
+		tx.Terminate()
+	}
 	c.byeFromCaller()
 }
 
@@ -501,6 +512,10 @@ func headerValue(req *sip.Request, name string) string {
 // debug reports whether debug lines are logged: the call path builds their
 // arguments only then.
 func (s *Server) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
+
+// timerJ is how long a UAS absorbs retransmissions of a non-INVITE request
+// over UDP (RFC 3261 17.2.2).
+func (s *Server) timerJ() time.Duration { return 64 * s.cfg.T1 }
 
 // byeTimeout bounds how long we wait for the answer to our BYE.
 func (s *Server) byeTimeout() time.Duration { return 64 * s.cfg.T1 }

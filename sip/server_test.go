@@ -581,9 +581,8 @@ func TestInDialogRequests(t *testing.T) {
 	r.check(t)
 }
 
-// A BYE retransmitted while its transaction is held gets the same 200: the
-// BYE keeps RFC 3261's Timer J, unlike the ACKed INVITE, which is let go
-// after 8*T1.
+// A BYE retransmitted within Timer J (64*T1) gets the same 200, though the
+// transaction itself is let go at once (byememory.go); after it, 481.
 func TestByeTransactionHeld(t *testing.T) {
 	t.Parallel()
 	r := newRecord()
@@ -602,5 +601,8 @@ func TestByeTransactionHeld(t *testing.T) {
 	time.Sleep(8*25*time.Millisecond + 300*time.Millisecond)
 	p.send(bye) // past the ACKed INVITE's short hold, still inside the BYE's Timer J: the same 200
 	p.expectResponse(200, 2*time.Second)
+	time.Sleep(64*25*time.Millisecond - 8*25*time.Millisecond)
+	p.send(bye) // Timer J is over: the dialog is gone
+	p.expectResponse(481, 2*time.Second)
 	r.check(t)
 }
