@@ -345,14 +345,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // releaseLater ends an INVITE server transaction whose 2xx was ACKed after
-// 8*T1 rather than sipgo's 64*T1: after the ACK the caller retransmits no
-// INVITE, and at 1,000 calls/s they would hold some 32,000 transactions of
-// ~11 KB each.
+// T1 rather than sipgo's 64*T1: the caller ACKs because it has our 2xx, so
+// it retransmits no INVITE (T1 covers one still in flight), and at 1,000
+// calls/s 64*T1 would hold some 32,000 transactions of ~11 KB each.
 func (s *Server) releaseLater(req *sip.Request, tx sip.ServerTransaction) {
 	if sip.IsReliable(req.Transport()) {
 		return // sipgo ends these at once
 	}
-	time.AfterFunc(8*s.cfg.T1, tx.Terminate)
+	time.AfterFunc(s.cfg.T1, tx.Terminate)
 }
 
 // readOffer parses the INVITE's SDP, or gives the status to refuse it with.
