@@ -158,6 +158,7 @@ type procSample struct {
 	at     time.Time
 	cpu    time.Duration // utime + stime
 	rssKB  int64
+	anonKB int64 // RssAnon: heap, stacks; the rest of VmRSS is file pages (the binary's code) and shmem
 	gorout int
 }
 
@@ -182,6 +183,9 @@ func (g *gateway) sample() (procSample, error) {
 		for _, line := range strings.Split(string(status), "\n") {
 			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 				s.rssKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			}
+			if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+				s.anonKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			}
 		}
 	}

@@ -68,6 +68,7 @@ type result struct {
 	RSSBaselineKB     int64          `json:"gateway_rss_idle_kb"`
 	RSSLoadedKB       int64          `json:"gateway_rss_loaded_kb"`
 	RSSPerCallKB      float64        `json:"gateway_rss_per_call_kb"`
+	AnonPerCallKB     float64        `json:"gateway_rss_anon_per_call_kb"` // of it, anonymous memory (heap, stacks); the rest is code pages the calls first touched
 	GoroutinesIdle    int            `json:"gateway_goroutines_idle"`
 	GoroutinesLoaded  int            `json:"gateway_goroutines_loaded"`
 	GoroutinesPerCall float64        `json:"gateway_goroutines_per_call"`
@@ -85,9 +86,9 @@ type result struct {
 }
 
 func (r *result) summary() string {
-	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
+	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call (anon %.1f) goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
 		r.Route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
-		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
+		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
 		r.foreignNote()
 }
 
@@ -312,6 +313,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.CPUTotalPct = 100 * res.CPUSeconds / hold
 		res.CPUPerCallPct = res.CPUTotalPct / n
 		res.RSSPerCallKB = float64(t1.rssKB-idle.rssKB) / n
+		res.AnonPerCallKB = float64(t1.anonKB-idle.anonKB) / n
 		res.GoroutinesPerCall = float64(t1.gorout-idle.gorout) / n
 	}
 	snd.mu.Lock()
