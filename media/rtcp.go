@@ -56,10 +56,9 @@ type rtcpSession struct {
 }
 
 // rxStats is RFC 3550 receiver state for the latched source (A.1 sequence
-// validation, A.3 loss, A.8 jitter), updated per packet by the reader goroutine
-// and read by the RTCP goroutine and Stats.
+// validation, A.3 loss, A.8 jitter), updated per packet by the poll and read by
+// RTCP reports and Stats, all under Stream.mu.
 type rxStats struct {
-	mu            sync.Mutex
 	started       bool
 	ssrc          uint32
 	baseSeq       uint16
@@ -110,8 +109,6 @@ func (r *rtcpSession) init(clock uint32) {
 // update takes one valid RTP packet from the latched source. Jitter counts audio
 // only: RFC 4733 events repeat their start timestamp.
 func (r *rxStats) update(ssrc uint32, seq uint16, ts uint32, arrival int64, audio bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !r.started || ssrc != r.ssrc { // a new source: its statistics start afresh
 		r.started, r.ssrc = true, ssrc
 		r.haveTransit, r.jitter, r.lsr, r.lsrAt = false, 0, 0, time.Time{}
@@ -163,8 +160,6 @@ func (r *rxStats) expectedLocked() int64 {
 
 // block makes the reception report for the next RTCP packet and starts a new interval.
 func (r *rxStats) block(now time.Time) (rtcp.ReceptionReport, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !r.started {
 		return rtcp.ReceptionReport{}, false
 	}
@@ -299,8 +294,6 @@ func (s *Stream) receiveRTCP(pkt []byte, from netip.AddrPort, now time.Time) {
 
 // noteSR keeps the source's last SR time for LSR/DLSR in our next report.
 func (r *rxStats) noteSR(ssrc uint32, ntp uint64, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.started && ssrc == r.ssrc {
 		r.lsr, r.lsrAt = uint32(ntp>>16), now
 	}
@@ -381,7 +374,7 @@ func (s *Stream) closeRTCP() {
 // rtcpStats adds the RTCP-derived figures to st.
 func (s *Stream) rtcpStats(st *Stats) {
 	r := &s.rtcp
-	r.rx.mu.Lock()
+	s.mu.Lock() // rxStats is the poll's, under the stream's lock
 	if r.rx.started {
 		exp := r.rx.expectedLocked()
 		st.Expected = uint64(max(exp, 0))
@@ -390,7 +383,7 @@ func (s *Stream) rtcpStats(st *Stats) {
 			st.Jitter = time.Duration(r.rx.jitter * float64(time.Second) / float64(r.clock))
 		}
 	}
-	r.rx.mu.Unlock()
+	s.mu.Unlock()
 	r.mu.Lock()
 	st.RTT = r.rtt
 	st.PeerFractionLost = r.peerFrac
