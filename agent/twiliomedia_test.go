@@ -203,7 +203,7 @@ func TestTwilioMediaMessageFields(t *testing.T) {
 	}
 }
 
-// Each message to the bot is one write(2), however many are sent.
+// Each message to the bot is at most one write(2): header and payload go out together.
 func TestWSOneWritePerMessage(t *testing.T) {
 	var writes atomic.Int64
 	wsWrapConn = func(c net.Conn) net.Conn { return &countingConn{Conn: c, writes: &writes} }
@@ -223,7 +223,9 @@ func TestWSOneWritePerMessage(t *testing.T) {
 	for range n {
 		readMsg(t, c)
 	}
-	if got := writes.Load() - before; got != n {
+	// One write per message, or fewer when the socket pushed back and the
+	// backlog went out together; never a header and a payload apart.
+	if got := writes.Load() - before; got > n || got < n/2 {
 		t.Fatalf("%d writes for %d messages", got, n)
 	}
 }
