@@ -24,8 +24,7 @@ const (
 
 type frameClock struct {
 	shards []*clockShard
-	mu     sync.Mutex
-	next   int
+	next   atomic.Uint32 // shards are handed out in turn
 
 	// Health, counted only when it happens: frames taken more than 2, 5 and
 	// 20 ms after they were due, and schedules moved to follow the caller.
@@ -76,10 +75,7 @@ func newClockEntry(tick func(now time.Time), onPanic func(v any)) *clockEntry {
 
 // start puts e on the clock, its first frame at once.
 func (c *frameClock) start(e *clockEntry) {
-	c.mu.Lock()
-	sh := c.shards[c.next%len(c.shards)]
-	c.next++
-	c.mu.Unlock()
+	sh := c.shards[int(c.next.Add(1)-1)%len(c.shards)]
 	e.shard, e.next = sh, time.Now()
 	sh.mu.Lock()
 	sh.insert(e)

@@ -55,14 +55,8 @@ func (s *Stream) initReceiver() {
 
 // poll takes what the sockets hold and runs the stream's timers (media
 // timeout, RTCP). The clock that reads frames polls, just before it reads, so
-// no goroutine waits on a call's sockets.
+// no goroutine waits on a call's sockets. The caller holds s.mu.
 func (s *Stream) poll(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pollLocked(now)
-}
-
-func (s *Stream) pollLocked(now time.Time) {
 	r := &s.rx
 	if r.closed {
 		return

@@ -189,7 +189,7 @@ func (s *Stream) readFrame(dst []int16, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.skipPoll(now) {
-		s.pollLocked(now)
+		s.poll(now)
 	}
 	return s.jb.read(dst, now)
 }

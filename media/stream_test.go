@@ -53,7 +53,7 @@ func keepPolling(t testing.TB, s *Stream) {
 			case <-stop:
 				return
 			case <-time.After(2 * time.Millisecond):
-				s.poll(time.Now())
+				pollNow(s)
 			}
 		}
 	}()
@@ -490,4 +490,11 @@ func deliver(s *Stream, pkt []byte, from netip.AddrPort, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.receive(pkt, from, at)
+}
+
+// pollNow polls s as its reading clock would.
+func pollNow(s *Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.poll(time.Now())
 }
