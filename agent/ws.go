@@ -3,12 +3,15 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +55,10 @@ type wsConn struct {
 	conn *websocket.Conn
 	raw  *nbConn // the TCP connection under conn, closed to end blocked reads and writes
 	log  *slog.Logger
+	// direct: conn speaks straight onto raw (ws://, no proxy), so a message is
+	// framed here and written to raw in one write (writeFrame); otherwise (TLS,
+	// a proxy tunnel) it goes through coder/websocket's Write.
+	direct bool
 
 	mu      sync.Mutex
 	spare   [][]byte // buffers of written messages, for reuse
@@ -101,6 +108,10 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 		rawMu.Unlock()
 		return nb, nil
 	}
+	direct, err := directTCP(tr, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
 	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		if resp != nil {
@@ -123,6 +134,7 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 		conn:       c,
 		raw:        rc,
 		log:        log,
+		direct:     direct,
 		closerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
@@ -130,23 +142,47 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 	return w, nil
 }
 
+// directTCP says whether the WebSocket at url runs straight on the TCP
+// connection tr dials: ws://, and no proxy for it.
+func directTCP(tr *http.Transport, wsURL string) (bool, error) {
+	u, err := neturl.Parse(wsURL)
+	if err != nil {
+		return false, err
+	}
+	if u.Scheme != "ws" {
+		return false, nil // wss: TLS sits between the frames and the socket
+	}
+	if tr.Proxy == nil {
+		return true, nil
+	}
+	hu := *u
+	hu.Scheme = "http" // how coder/websocket asks the transport for it
+	p, err := tr.Proxy(&http.Request{URL: &hu, Header: http.Header{}})
+	return p == nil && err == nil, nil
+}
+
 // wsWrapConn, if set, wraps each bot's TCP connection (tests count writes).
 var wsWrapConn func(net.Conn) net.Conn
 
-// buf returns an empty buffer for the next message (reused, so steady-state
-// audio does not allocate).
+// wsHeadroom is the room at the front of each message buffer for its frame
+// header (2 bytes, 8 of length, a 4-byte mask key), so that header and
+// payload leave in one write with no copy.
+const wsHeadroom = 14
+
+// buf returns a buffer for the next message: append the payload to it (reused,
+// so steady-state audio does not allocate).
 func (w *wsConn) buf() []byte {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if n := len(w.spare); n > 0 {
 		b := w.spare[n-1]
 		w.spare = w.spare[:n-1]
-		return b[:0]
+		return b[:wsHeadroom]
 	}
-	return make([]byte, 0, 512)
+	return make([]byte, wsHeadroom, 512)
 }
 
-// send writes a message built in a buffer from buf; it never blocks. A bot
+// send writes a message built in a buffer from buf as one frame; it never blocks. A bot
 // that has fallen wsAudioBacklog messages behind loses audio (counted), and
 // one that takes nothing while wsStallDrops frames are dropped is lost.
 func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
@@ -173,13 +209,64 @@ func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 		return
 	}
 	w.mu.Unlock()
-	// One frame, one write(2): coder/websocket buffers header and payload and flushes at the end of the message.
-	err := w.conn.Write(context.Background(), typ, b)
+	var err error
+	if w.direct {
+		err = w.writeFrame(typ, b)
+	} else {
+		err = w.conn.Write(context.Background(), typ, b[wsHeadroom:])
+	}
 	w.mu.Lock()
 	w.spare = append(w.spare, b)
 	w.mu.Unlock()
 	if err != nil {
 		w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
+	}
+}
+
+// writeFrame frames and masks the message in b (payload after wsHeadroom) and
+// writes it with one write(2). It writes to the TCP connection itself, not
+// through coder/websocket's Write, whose per-message channel lock, message
+// writer and buffer copy cost more than the frame: coder/websocket only
+// writes control frames of its own (pong, close), each also in one write to
+// the same nbConn, which keeps whole writes in order, so frames never mix.
+func (w *wsConn) writeFrame(typ websocket.MessageType, b []byte) error {
+	p := b[wsHeadroom:]
+	n := len(p)
+	hdr := 2
+	switch {
+	case n > 0xffff:
+		hdr = 10
+	case n > 125:
+		hdr = 4
+	}
+	f := b[wsHeadroom-hdr-4:]
+	f[0] = 0x80 | byte(typ) // FIN, and the opcode: coder/websocket's message types are RFC 6455's
+	switch hdr {
+	case 2:
+		f[1] = 0x80 | byte(n) // masked: a client masks every frame
+	case 4:
+		f[1] = 0x80 | 126
+		binary.BigEndian.PutUint16(f[2:], uint16(n))
+	default:
+		f[1] = 0x80 | 127
+		binary.BigEndian.PutUint64(f[2:], uint64(n))
+	}
+	key := rand.Uint32() // the runtime's ChaCha8, seeded from the OS: unpredictable, as RFC 6455 asks
+	binary.LittleEndian.PutUint32(f[hdr:], key)
+	maskBytes(p, key)
+	_, err := w.raw.Write(f)
+	return err
+}
+
+// maskBytes XORs p with the 4-byte key (little-endian as it stands on the wire).
+func maskBytes(p []byte, key uint32) {
+	k8 := uint64(key) | uint64(key)<<32
+	for len(p) >= 8 {
+		binary.LittleEndian.PutUint64(p, binary.LittleEndian.Uint64(p)^k8)
+		p = p[8:]
+	}
+	for i := range p {
+		p[i] ^= byte(key >> (8 * (i & 3)))
 	}
 }
 
@@ -300,7 +387,7 @@ func (w *wsConn) close(final []byte) {
 		return
 	}
 	if final != nil {
-		w.send(websocket.MessageText, final, false)
+		w.send(websocket.MessageText, append(w.buf(), final...), false)
 	}
 	w.mu.Lock()
 	w.closing = true
