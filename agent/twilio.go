@@ -25,6 +25,11 @@ import (
 type Twilio struct {
 	URL            string
 	ConnectTimeout time.Duration
+	// ChunkMs is the audio per media message to the bot: 20 (Twilio's own,
+	// the default when 0) or a larger multiple of 20 up to 100. Larger chunks
+	// cost the bot's first hearing of each chunk that much more latency and
+	// the gateway proportionally fewer WebSocket messages.
+	ChunkMs int
 }
 
 const twilioRate = 8000 // audio/x-mulaw 8000 Hz mono, as Twilio sends it
@@ -46,6 +51,7 @@ func (a Twilio) Start(ctx context.Context, call Call, ctl Controls) (Session, er
 		accountSid: twilioSid("AC"),
 		callSid:    twilioSid("CA"),
 		streamSid:  twilioSid("MZ"),
+		chunkMs:    max(a.ChunkMs, 20),
 	}
 	params := call.Params
 	if params == nil {
@@ -86,6 +92,9 @@ type twilioSession struct {
 	seq   int64
 	chunk int64
 
+	chunkMs int   // audio per media message
+	sentMs  int64 // audio sent so far: the next message's timestamp
+
 	res    *pcm.Resampler // only if frames ever come at another rate
 	frame  []int16
 	ulaw   []byte
@@ -100,7 +109,7 @@ func (s *twilioSession) nextSeq() string {
 	return strconv.FormatInt(s.seq, 10)
 }
 
-// Audio implements Session: one media message per 20 ms frame.
+// Audio implements Session: one media message per chunkMs of frames.
 func (s *twilioSession) Audio(frame []int16, rate int) {
 	if rate != twilioRate {
 		if s.res == nil {
@@ -109,15 +118,23 @@ func (s *twilioSession) Audio(frame []int16, rate int) {
 		s.frame = s.res.Process(s.frame, frame)
 		frame = s.frame
 	}
-	s.ulaw = s.ulaw[:0]
 	for _, v := range frame {
 		s.ulaw = append(s.ulaw, g711.EncodeUlawFrame(v))
 	}
+	if len(s.ulaw) >= s.chunkMs*twilioRate/1000 {
+		s.sendMedia()
+	}
+}
+
+// sendMedia sends the µ-law gathered so far as one media message.
+func (s *twilioSession) sendMedia() {
 	s.mu.Lock()
 	s.seq++
 	s.chunk++
 	seq, chunk := s.seq, s.chunk
 	s.mu.Unlock()
+	ts := s.sentMs
+	s.sentMs += int64(len(s.ulaw) * 1000 / twilioRate)
 
 	b := s.w.buf()
 	b = append(b, `{"event":"media","sequenceNumber":"`...)
@@ -125,9 +142,10 @@ func (s *twilioSession) Audio(frame []int16, rate int) {
 	b = append(b, `","media":{"track":"inbound","chunk":"`...)
 	b = strconv.AppendInt(b, chunk, 10)
 	b = append(b, `","timestamp":"`...)
-	b = strconv.AppendInt(b, (chunk-1)*20, 10) // ms of audio before this chunk
+	b = strconv.AppendInt(b, ts, 10) // ms of audio before this chunk
 	b = append(b, `","payload":"`...)
 	b = base64.StdEncoding.AppendEncode(b, s.ulaw)
+	s.ulaw = s.ulaw[:0]
 	b = append(b, `"},"streamSid":"`...)
 	b = append(b, s.streamSid...)
 	b = append(b, `"}`...)
@@ -146,8 +164,12 @@ func (s *twilioSession) Event(e Event) {
 	}
 }
 
-// Close implements Session: stop, then a normal close.
+// Close implements Session: the audio of a part-filled chunk, stop, then a
+// normal close. Audio is no longer called by then.
 func (s *twilioSession) Close() {
+	if len(s.ulaw) > 0 {
+		s.sendMedia()
+	}
 	stop, _ := json.Marshal(map[string]any{"event": "stop", "sequenceNumber": s.nextSeq(), "streamSid": s.streamSid,
 		"stop": map[string]string{"accountSid": s.accountSid, "callSid": s.callSid}})
 	s.w.close(stop)

@@ -214,3 +214,47 @@ func BenchmarkTwilioAudio(b *testing.B) {
 	c.Close()
 	w.close(nil)
 }
+
+// chunk_ms 40: two frames per media message, timestamps in steps of 40 ms, the
+// audio unchanged; a part-filled chunk still reaches the bot before stop.
+func TestTwilioChunkMs(t *testing.T) {
+	noLeaks(t)
+	b := newBot(t)
+	ctl := newLiveControls()
+	s, err := Twilio{URL: b.url(), ConnectTimeout: 2 * time.Second, ChunkMs: 40}.Start(context.Background(), Call{ID: "call-1"}, ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := b.accept(t)
+	readMsg(t, c) // connected
+	readMsg(t, c) // start
+	tone := pcm.Tone(700, 8000, 2000, 0.3)
+	for i := range 7 { // three whole chunks and half of one
+		s.Audio(tone[i*160:(i+1)*160], 8000)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	var heard []byte
+	for i, want := range []int{320, 320, 320, 160} {
+		m := readMsg(t, c)
+		md := m["media"].(map[string]any)
+		if m["event"] != "media" || md["chunk"] != strconv.Itoa(i+1) || md["timestamp"] != strconv.Itoa(i*40) {
+			t.Fatalf("media %d: %v", i, m)
+		}
+		ulaw, err := base64.StdEncoding.DecodeString(md["payload"].(string))
+		if err != nil || len(ulaw) != want {
+			t.Fatalf("media %d: %d bytes (%v), want %d", i, len(ulaw), err, want)
+		}
+		heard = append(heard, ulaw...)
+	}
+	for i, u := range heard {
+		if u != g711.EncodeUlawFrame(tone[i]) {
+			t.Fatalf("sample %d: the bot heard %#x, the caller said %#x", i, u, g711.EncodeUlawFrame(tone[i]))
+		}
+	}
+	if m := readMsg(t, c); m["event"] != "stop" {
+		t.Fatalf("after the audio: %v, want stop", m)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	<-done
+}

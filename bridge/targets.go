@@ -19,7 +19,7 @@ import (
 // Adding a protocol is one entry here.
 var protocolAgents = map[string]func(t dialplan.Target) (agent.Agent, error){
 	dialplan.ProtocolTwilio: func(t dialplan.Target) (agent.Agent, error) {
-		return agent.Twilio{URL: t.URL, ConnectTimeout: t.ConnectTimeout}, nil
+		return agent.Twilio{URL: t.URL, ConnectTimeout: t.ConnectTimeout, ChunkMs: t.ChunkMs}, nil
 	},
 	dialplan.ProtocolSwitchboard: func(t dialplan.Target) (agent.Agent, error) {
 		return agent.Native{URL: t.URL, ConnectTimeout: t.ConnectTimeout}, nil

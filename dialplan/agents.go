@@ -60,6 +60,9 @@ func (d *decoder) agentTarget(t *Target, n *yaml.Node, fs yamlfile.Fields) bool 
 	if f, has := fs.Get("connect_timeout"); has {
 		ok = d.connectTimeout(t, f) && ok
 	}
+	if f, has := fs.Get("chunk_ms"); has {
+		ok = d.chunkMs(t, f) && ok
+	}
 	if f, has := fs.Get("params"); has {
 		ok = d.params(t, f) && ok
 	}
@@ -110,6 +113,25 @@ func (d *decoder) connectTimeout(t *Target, f yamlfile.Field) bool {
 		return false
 	}
 	t.ConnectTimeout = v
+	return true
+}
+
+// chunkMs decodes how much audio goes in each media message to a Twilio bot.
+func (d *decoder) chunkMs(t *Target, f yamlfile.Field) bool {
+	const want = "20 (the default, as Twilio sends), 40, 60, 80 or 100"
+	if t.Protocol != ProtocolTwilio {
+		d.Errorf(f.Key, "target.chunk_ms: only for protocol: %s", ProtocolTwilio)
+		return false
+	}
+	v, ok := d.Integer(f.Value, "target.chunk_ms", want)
+	if !ok {
+		return false
+	}
+	if v < 20 || v > 100 || v%20 != 0 {
+		d.Errorf(f.Value, "target.chunk_ms: %d; want %s", v, want)
+		return false
+	}
+	t.ChunkMs = v
 	return true
 }
 

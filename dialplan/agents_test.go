@@ -16,6 +16,7 @@ const botPlan = `routes:
       protocol: twilio
       url: ws://127.0.0.1:9000/media
       connect_timeout: 1500ms
+      chunk_ms: 40
       params: { caller: "{{.From}}", called: "{{.To}}", customer: '{{.Header "X-Customer"}}', fixed: "42" }
     fallback:
       - { type: agent, protocol: switchboard, url: "wss://backup.example/ws" }
@@ -36,7 +37,7 @@ func TestAgentTargets(t *testing.T) {
 	}
 	bot, _ := p.Route(CallInfo{To: "bot"})
 	tg := bot.Target
-	if tg.Protocol != ProtocolTwilio || tg.URL != "ws://127.0.0.1:9000/media" || tg.ConnectTimeout != 1500*time.Millisecond {
+	if tg.Protocol != ProtocolTwilio || tg.URL != "ws://127.0.0.1:9000/media" || tg.ConnectTimeout != 1500*time.Millisecond || tg.ChunkMs != 40 {
 		t.Fatalf("target %+v", tg)
 	}
 	got, err := tg.Params.Render(CallData{From: "+15550001", To: "bot", Headers: func(n string) string {
@@ -94,6 +95,14 @@ func TestAgentTargetErrors(t *testing.T) {
 			[]string{`4:77: target.connect_timeout: "0s"`}},
 		{"timeout without protocol", route("{type: agent, agent: default, connect_timeout: 1s}"),
 			[]string{"4:43: target.connect_timeout: only for a target with protocol:"}},
+		{"chunk not a step of 20", route("{type: agent, protocol: twilio, url: 'ws://x', chunk_ms: 30}"),
+			[]string{"4:70: target.chunk_ms: 30; want 20 (the default, as Twilio sends), 40, 60, 80 or 100"}},
+		{"chunk too long", route("{type: agent, protocol: twilio, url: 'ws://x', chunk_ms: 120}"),
+			[]string{"4:70: target.chunk_ms: 120; want 20"}},
+		{"chunk a string", route("{type: agent, protocol: twilio, url: 'ws://x', chunk_ms: 40ms}"),
+			[]string{`4:70: target.chunk_ms: want 20 (the default, as Twilio sends), 40, 60, 80 or 100, got "40ms"`}},
+		{"chunk on another protocol", route("{type: agent, protocol: switchboard, url: 'ws://x', chunk_ms: 40}"),
+			[]string{"4:65: target.chunk_ms: only for protocol: twilio"}},
 		{"bad template", route("{type: agent, protocol: twilio, url: 'ws://x', params: {a: '{{.From'}}"),
 			[]string{"4:72: target.params.a: a:1: unclosed action"}},
 		{"unknown field", route("{type: agent, protocol: twilio, url: 'ws://x', params: {a: '{{.Frm}}'}}"),

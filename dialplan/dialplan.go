@@ -86,6 +86,9 @@ type Target struct {
 	Protocol string // agent: twilio|switchboard|audiosocket|openai-realtime; empty for a built-in agent
 	// ConnectTimeout bounds connecting to the bot (agent with a protocol).
 	ConnectTimeout time.Duration
+	// ChunkMs is the audio per media message to a Twilio-protocol bot: 20
+	// (Twilio's own, the default) to 100 in steps of 20.
+	ChunkMs int
 	// Params are rendered for each call and handed to the bot (Twilio
 	// customParameters, the native start message); nil when none.
 	Params *Params

@@ -22,12 +22,12 @@ var (
 		TypeEcho:   {"type"},
 		TypePlay:   {"type", "file"},
 		TypeReject: {"type", "status", "reason"},
-		TypeAgent: {"type", "agent", "url", "protocol", "connect_timeout", "params", "headers",
+		TypeAgent: {"type", "agent", "url", "protocol", "connect_timeout", "chunk_ms", "params", "headers",
 			"model", "voice", "instructions", "api_key_env", "audio_format"},
 		TypeRoom:     {"type", "room"},
 		TypeTransfer: {"type", "to", "trunk"},
 	}
-	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol", "connect_timeout", "params", "headers",
+	allTargetKeys = []string{"type", "file", "status", "reason", "agent", "url", "protocol", "connect_timeout", "chunk_ms", "params", "headers",
 		"model", "voice", "instructions", "api_key_env", "audio_format", "room", "to", "trunk"}
 	protocols = []string{ProtocolTwilio, ProtocolSwitchboard, ProtocolAudioSocket, ProtocolOpenAI}
 )

@@ -52,16 +52,20 @@ func startGateway(ctx context.Context, o options, botURL string) (*gateway, erro
 	if err != nil {
 		return nil, err
 	}
+	chunk := ""
+	if o.chunkMs != 0 {
+		chunk = fmt.Sprintf(", chunk_ms: %d", o.chunkMs)
+	}
 	plan := fmt.Sprintf(`routes:
   - name: echo
     match: { to: echo }
     target: { type: echo }
   - name: twilio
     match: { to: twilio }
-    target: { type: agent, protocol: twilio, url: "%s" }
+    target: { type: agent, protocol: twilio, url: "%s"%s }
 default:
   target: { type: echo }
-`, botURL)
+`, botURL, chunk)
 	cfg := fmt.Sprintf(`sip:
   listen:
     - { transport: udp, addr: 127.0.0.1:%d }

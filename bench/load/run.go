@@ -39,6 +39,7 @@ type callResult struct {
 // result is the whole run.
 type result struct {
 	Route       string  `json:"route"`
+	ChunkMs     int     `json:"chunk_ms,omitempty"` // the twilio route's chunk_ms; 0 for the default, 20
 	Calls       int     `json:"calls"`
 	Established int     `json:"established"`
 	Failed      int     `json:"failed"`
@@ -86,8 +87,12 @@ type result struct {
 }
 
 func (r *result) summary() string {
+	route := r.Route
+	if r.ChunkMs != 0 {
+		route += fmt.Sprintf(" chunk_ms=%d", r.ChunkMs)
+	}
 	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call (anon %.1f) goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
-		r.Route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
+		route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
 		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
 		r.foreignNote()
 }
@@ -110,7 +115,7 @@ type liveCall struct {
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{Route: o.route, Calls: o.calls, RampRate: o.rate, Errors: map[string]int{}}
+	res := &result{Route: o.route, ChunkMs: o.chunkMs, Calls: o.calls, RampRate: o.rate, Errors: map[string]int{}}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.LoadAvg = strings.Join(strings.Fields(string(la))[:3], " ")
 	}
