@@ -95,12 +95,14 @@ type nativeSession struct {
 
 	res   *pcm.Resampler // caller rate → bot rate, made on the first frame that needs it
 	frame []int16
-	in    []int16 // the reader's decode buffer
+	in    []int16 // handle's decode buffer
 	odd   []byte  // a byte of a sample split across messages
 }
 
-// Audio implements Session: one binary message per 20 ms frame.
+// Audio implements Session: one binary message per 20 ms frame, after
+// taking in what the bot sent.
 func (s *nativeSession) Audio(frame []int16, rate int) {
+	s.w.poll()
 	if rate != s.rate {
 		if s.res == nil {
 			s.res = pcm.NewResampler(rate, s.rate)
@@ -131,7 +133,7 @@ func (s *nativeSession) Close() {
 	s.w.close(b)
 }
 
-// handle acts on one message from the bot (reader goroutine).
+// handle acts on one message from the bot (from poll on the clock, or the reader goroutine).
 func (s *nativeSession) handle(typ websocket.MessageType, data []byte) error {
 	if typ == websocket.MessageBinary {
 		if len(s.odd) == 1 && len(data) > 0 {

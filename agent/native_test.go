@@ -29,6 +29,9 @@ func startNative(t *testing.T, b *bot, ctl Controls, accept func(c *websocket.Co
 	c := b.accept(t)
 	accept(c)
 	r := <-ch
+	if r.err == nil {
+		ticking(t, sessionWS(r.s))
+	}
 	return r.s, c, r.err
 }
 

@@ -98,8 +98,8 @@ type twilioSession struct {
 	res    *pcm.Resampler // only if frames ever come at another rate
 	frame  []int16
 	ulaw   []byte
-	ulawIn []byte  // the reader's base64 decode buffer
-	played []int16 // the reader's µ-law decode buffer
+	ulawIn []byte  // handle's base64 decode buffer
+	played []int16 // handle's µ-law decode buffer
 }
 
 func (s *twilioSession) nextSeq() string {
@@ -109,8 +109,10 @@ func (s *twilioSession) nextSeq() string {
 	return strconv.FormatInt(s.seq, 10)
 }
 
-// Audio implements Session: one media message per chunkMs of frames.
+// Audio implements Session: one media message per chunkMs of frames. It
+// first takes in what the bot sent, so its audio plays from this very tick.
 func (s *twilioSession) Audio(frame []int16, rate int) {
+	s.w.poll()
 	if rate != twilioRate {
 		if s.res == nil {
 			s.res = pcm.NewResampler(rate, twilioRate)
@@ -186,7 +188,7 @@ type twilioIn struct {
 	} `json:"mark"`
 }
 
-// handle acts on one message from the bot (reader goroutine).
+// handle acts on one message from the bot (from poll on the clock, or the reader goroutine).
 func (s *twilioSession) handle(typ websocket.MessageType, data []byte) error {
 	if typ != websocket.MessageText {
 		return fmt.Errorf("binary message; Media Streams messages are JSON text")

@@ -23,6 +23,7 @@ func startTwilio(t *testing.T, b *bot, ctl Controls, params map[string]string) (
 	if err != nil {
 		t.Fatal(err)
 	}
+	ticking(t, sessionWS(s))
 	return s, b.accept(t)
 }
 

@@ -43,8 +43,9 @@ var (
 
 // wsConn is a WebSocket to a bot, as every WebSocket protocol uses it: the
 // call's clock never blocks on it (a message is written from the sender's
-// goroutine onto a socket that never blocks, see nbConn), the protocol reads
-// on a goroutine of its own, and Close ends both.
+// goroutine onto a socket that never blocks, see nbConn). On a direct socket
+// the clock also reads the bot's messages (poll, wsread.go); otherwise the
+// protocol reads on a goroutine of its own. Close ends it all.
 //
 // Reads and writes pass no deadline or cancellable context to the WebSocket:
 // coder/websocket arms a context.AfterFunc (and the caller a timer) per frame
@@ -52,13 +53,14 @@ var (
 // connection under it instead, and a bot that stops reading is found by the
 // drops it causes (wsStallDrops).
 type wsConn struct {
-	conn *websocket.Conn
-	raw  *nbConn // the TCP connection under conn, closed to end blocked reads and writes
+	conn *websocket.Conn // nil on a direct socket
+	raw  *nbConn         // the TCP connection, closed to end blocked reads and writes
 	log  *slog.Logger
-	// direct: conn speaks straight onto raw (ws://, no proxy), so a message is
-	// framed here and written to raw in one write (writeFrame); otherwise (TLS,
-	// a proxy tunnel) it goes through coder/websocket's Write.
+	// direct: the WebSocket runs straight on raw (ws://, no proxy): our own
+	// handshake and frames both ways (writeFrame, and rd read on the clock);
+	// otherwise (TLS, a proxy tunnel) coder/websocket's conn does it all.
 	direct bool
+	rd     wsReader // direct sockets only
 
 	mu      sync.Mutex
 	spare   [][]byte // buffers of written messages, for reuse
@@ -71,7 +73,8 @@ type wsConn struct {
 	dropped    atomic.Int64 // messages dropped because the bot was too slow
 	report     func(error)  // how the end is reported to the call; set by read
 	endOnce    sync.Once
-	closerDone chan struct{} // closed when the close handshake's goroutine is done
+	reporting  sync.WaitGroup // reports made from goroutines of their own (endLater)
+	closerDone chan struct{}  // closed when the close handshake's goroutine is done
 	readerDone chan struct{}
 }
 
@@ -111,6 +114,24 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 	direct, err := directTCP(tr, url)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	if direct {
+		u, _ := neturl.Parse(url) // directTCP parsed it
+		raw, rest, err := dialDirect(dctx, dial, u, header)
+		if err != nil {
+			var he *handshakeError
+			switch {
+			case errors.As(err, &he):
+				return nil, fmt.Errorf("connect %s: HTTP %s: %w", url, he.status, err)
+			case dctx.Err() != nil && ctx.Err() == nil:
+				return nil, fmt.Errorf("connect %s: no answer within %s", url, timeout)
+			}
+			return nil, fmt.Errorf("connect %s: %w", url, err)
+		}
+		w := &wsConn{raw: raw, log: log, direct: true}
+		w.initReader(rest)
+		raw.start(func(err error) { w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err)) })
+		return w, nil
 	}
 	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: header, HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
@@ -204,7 +225,7 @@ func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 			w.log.Warn("bot too slow, message dropped", "dropped", n, "audio", audio)
 		}
 		if stalled {
-			w.end(fmt.Errorf("%w: the bot took no message for %d dropped frames", ErrBotLost, wsStallDrops))
+			w.endLater(fmt.Errorf("%w: the bot took no message for %d dropped frames", ErrBotLost, wsStallDrops))
 		}
 		return
 	}
@@ -219,7 +240,7 @@ func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 	w.spare = append(w.spare, b)
 	w.mu.Unlock()
 	if err != nil {
-		w.end(fmt.Errorf("%w: write: %v", ErrBotLost, err))
+		w.endLater(fmt.Errorf("%w: write: %v", ErrBotLost, err))
 	}
 }
 
@@ -283,7 +304,16 @@ func (w *wsConn) sendJSON(v any) {
 // readJSON waits for the bot's next message, which must be JSON text; for
 // handshakes before the reader runs.
 func (w *wsConn) readJSON(ctx context.Context, v any) error {
-	typ, data, err := w.conn.Read(ctx)
+	var (
+		typ  websocket.MessageType
+		data []byte
+		err  error
+	)
+	if w.direct {
+		typ, data, err = w.readDirect(ctx)
+	} else {
+		typ, data, err = w.conn.Read(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -293,17 +323,18 @@ func (w *wsConn) readJSON(ctx context.Context, v any) error {
 	return json.Unmarshal(data, v)
 }
 
-func (w *wsConn) isClosing() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.closing
-}
-
-// startReading runs read on a goroutine of its own; see read.
+// startReading hands the bot's messages to handle from here on: from poll on
+// a direct socket, else from read on a goroutine of its own.
 func (w *wsConn) startReading(handle func(typ websocket.MessageType, data []byte) error, report func(error)) {
 	w.mu.Lock()
 	w.report = report
 	w.mu.Unlock()
+	if w.direct {
+		w.rd.mu.Lock()
+		w.rd.handle = handle
+		w.rd.mu.Unlock()
+		return
+	}
 	go w.read(handle)
 }
 
@@ -358,6 +389,21 @@ func (w *wsConn) end(err error) {
 	}
 }
 
+// endLater is end from a goroutine of its own, for callers on the call's
+// clock: reporting may wait (a chain's Fail waits for a fallback's dial).
+func (w *wsConn) endLater(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing {
+		return // end would do nothing; and close may be waiting for reporting
+	}
+	w.reporting.Add(1)
+	go func() {
+		defer w.reporting.Done()
+		w.end(err)
+	}()
+}
+
 // hardClose closes the TCP connection, which ends a read or write blocked on it.
 func (w *wsConn) hardClose() {
 	w.raw.Close()
@@ -386,6 +432,11 @@ func (w *wsConn) close(final []byte) {
 		w.abort()
 		return
 	}
+	if w.direct {
+		w.closeDirect(final)
+		w.logDropped()
+		return
+	}
 	if final != nil {
 		w.send(websocket.MessageText, append(w.buf(), final...), false)
 	}
@@ -406,7 +457,12 @@ func (w *wsConn) close(final []byte) {
 	<-w.readerDone
 	w.conn.CloseNow()
 	<-w.closerDone
+	w.reporting.Wait()
 	w.raw.wait()
+	w.logDropped()
+}
+
+func (w *wsConn) logDropped() {
 	if n := w.dropped.Load(); n > 0 {
 		w.log.Warn("messages to the bot dropped (bot too slow)", "dropped", n)
 	}
@@ -419,6 +475,9 @@ func (w *wsConn) abort() {
 	w.closing = true
 	w.mu.Unlock()
 	w.hardClose()
-	w.conn.CloseNow()
+	if w.conn != nil {
+		w.conn.CloseNow()
+	}
+	w.reporting.Wait()
 	w.raw.wait()
 }

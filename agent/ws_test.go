@@ -143,6 +143,37 @@ func writeMsg(t *testing.T, c *websocket.Conn, v any) {
 	}
 }
 
+// ticking polls the session's bot socket every 2 ms until the test ends,
+// as the call's clock does from Audio.
+func ticking(t testing.TB, w *wsConn) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				w.poll()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// sessionWS is the bot socket under a Twilio or native session.
+func sessionWS(s Session) *wsConn {
+	switch s := s.(type) {
+	case *twilioSession:
+		return s.w
+	case *nativeSession:
+		return s.w
+	}
+	panic("not a WebSocket session")
+}
+
 // noLeaks fails if goroutines started during the test outlive it.
 func noLeaks(t *testing.T) {
 	before := runtime.NumGoroutine()
@@ -200,6 +231,7 @@ func TestWSFramesArriveWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.startReading(func(websocket.MessageType, []byte) error { return nil }, func(error) {})
+	ticking(t, w) // the bot's pings need their pongs
 	c := b.accept(t)
 
 	sizes := []int{0, 1, 7, 8, 9, 125, 126, 127, 1000, 65535, 65536, 70000}
