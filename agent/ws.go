@@ -155,7 +155,6 @@ func dialWS(ctx context.Context, url string, timeout time.Duration, header http.
 		conn:       c,
 		raw:        rc,
 		log:        log,
-		direct:     direct,
 		closerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
@@ -245,11 +244,11 @@ func (w *wsConn) send(typ websocket.MessageType, b []byte, audio bool) {
 }
 
 // writeFrame frames and masks the message in b (payload after wsHeadroom) and
-// writes it with one write(2). It writes to the TCP connection itself, not
-// through coder/websocket's Write, whose per-message channel lock, message
-// writer and buffer copy cost more than the frame: coder/websocket only
-// writes control frames of its own (pong, close), each also in one write to
-// the same nbConn, which keeps whole writes in order, so frames never mix.
+// writes it with one write(2) on a direct socket, which coder/websocket never
+// touches (its per-message channel lock, message writer and buffer copy cost
+// more than the frame). Every frame, control frames too, is one nbConn.Write,
+// which keeps whole writes in order, so frames from the clock and from close
+// never mix.
 func (w *wsConn) writeFrame(typ websocket.MessageType, b []byte) error {
 	p := b[wsHeadroom:]
 	n := len(p)

@@ -221,7 +221,7 @@ func TestConnectRefused(t *testing.T) {
 
 // Our own frame writer against coder/websocket's reader: every length class
 // (7-bit, 16-bit, 64-bit) arrives whole and unmasked correctly, text and
-// binary keep their type, and the pongs coder/websocket writes for the bot's
+// binary keep their type, and the pongs the clock's polls write for the bot's
 // pings in the middle of the stream never split a frame.
 func TestWSFramesArriveWhole(t *testing.T) {
 	noLeaks(t)

@@ -106,7 +106,7 @@ func dialDirect(dctx context.Context, dial func(context.Context, string, string)
 // handshakeError is a handshake answered with something other than 101.
 type handshakeError struct{ status string }
 
-func (e *handshakeError) Error() string { return "HTTP " + e.status + ": want 101 Switching Protocols" }
+func (e *handshakeError) Error() string { return "want 101 Switching Protocols" }
 
 // handshake upgrades c to a WebSocket (RFC 6455 4.1) and returns the bytes
 // read past the response: the start of the bot's frames.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -63,6 +64,7 @@ func newParser(t *testing.T) *parser {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetReadDeadline(time.Now().Add(5 * time.Second)) // a frame we never wrote fails the test, not hangs it
 	p := &parser{peer: bufio.NewReader(s)}
 	p.w = &wsConn{raw: newNBConn(c), log: slog.New(slog.DiscardHandler), direct: true}
 	p.w.initReader(nil)
@@ -394,5 +396,38 @@ func TestDirectMediaIn(t *testing.T) {
 		if played[i] != g711.DecodeUlawFrame(ulaw[i]) {
 			t.Fatalf("sample %d differs", i)
 		}
+	}
+}
+
+// A server that does not upgrade, or upgrades wrongly, fails the connect with
+// what it answered.
+func TestDirectHandshakeRefused(t *testing.T) {
+	for _, c := range []struct {
+		name, answer, want string
+	}{
+		{"404", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "HTTP 404 Not Found: want 101"},
+		{"wrong accept", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n", "Sec-WebSocket-Accept"},
+		{"no upgrade", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", "Upgrade"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				s, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				http.ReadRequest(bufio.NewReader(s))
+				io.WriteString(s, c.answer)
+			}()
+			_, err = dialWS(context.Background(), "ws://"+ln.Addr().String()+"/x", time.Second, nil, slog.Default())
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "connect ws://") {
+				t.Fatalf("dial: %v, want an error with %q", err, c.want)
+			}
+		})
 	}
 }
