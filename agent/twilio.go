@@ -166,12 +166,10 @@ func (s *twilioSession) Event(e Event) {
 	}
 }
 
-// Close implements Session: the audio of a part-filled chunk, stop, then a
-// normal close. Audio is no longer called by then.
+// Close implements Session: stop, then a normal close. The audio of a
+// part-filled chunk is not sent: a chain's fallback closes a session while
+// the call's clock may still be inside its Audio, which owns that audio.
 func (s *twilioSession) Close() {
-	if len(s.ulaw) > 0 {
-		s.sendMedia()
-	}
 	stop, _ := json.Marshal(map[string]any{"event": "stop", "sequenceNumber": s.nextSeq(), "streamSid": s.streamSid,
 		"stop": map[string]string{"accountSid": s.accountSid, "callSid": s.callSid}})
 	s.w.close(stop)
