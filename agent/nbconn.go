@@ -55,7 +55,7 @@ func newNBConn(c net.Conn) *nbConn {
 	}
 	n.try = func(fd uintptr) bool {
 		for {
-			k, err := syscall.Write(int(fd), n.tryBuf)
+			k, err := sendNB(fd, n.tryBuf)
 			if err == syscall.EINTR {
 				continue
 			}
@@ -161,14 +161,32 @@ func (c *nbConn) flusher() {
 	}
 }
 
+// leavePoller takes the socket out of Go's network poller (see leavePoller),
+// unless a flush is under way or the platform has no way; the caller keeps
+// the read side still meanwhile.
+func (c *nbConn) leavePoller() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rc == nil || c.running || c.err != nil {
+		return errors.ErrUnsupported
+	}
+	conn, rc, err := leavePoller(c.Conn)
+	if err != nil {
+		return err
+	}
+	c.Conn, c.rc = conn, rc
+	return nil
+}
+
 // Close closes the socket, which ends a flush blocked on it, and stops the flusher.
 func (c *nbConn) Close() error {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = net.ErrClosed // and no flusher starts after this
 	}
+	conn := c.Conn
 	c.mu.Unlock()
-	err := c.Conn.Close()
+	err := conn.Close()
 	c.closeOnce.Do(func() { close(c.done) })
 	return err
 }

@@ -330,6 +330,9 @@ func (w *wsConn) startReading(handle func(typ websocket.MessageType, data []byte
 	w.mu.Unlock()
 	if w.direct {
 		w.rd.mu.Lock()
+		if err := w.raw.leavePoller(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			w.log.Debug("bot socket stays in the network poller", "err", err)
+		}
 		w.rd.handle = handle
 		w.rd.mu.Unlock()
 		return

@@ -188,7 +188,7 @@ func (w *wsConn) initReader(rest []byte) {
 	rd.n = copy(rd.buf, rest)
 	rd.try = func(fd uintptr) bool {
 		for {
-			k, err := syscall.Read(int(fd), rd.tryBuf)
+			k, err := recvNB(fd, rd.tryBuf)
 			if err == syscall.EINTR {
 				continue
 			}
