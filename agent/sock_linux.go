@@ -27,7 +27,8 @@ func sockIO(trap uintptr, fd uintptr, p []byte, flags int) (int, error) {
 		base = unsafe.Pointer(&p[0])
 	}
 	for {
-		n, _, e := syscall.Syscall6(trap, fd, uintptr(base), uintptr(len(p)), uintptr(flags), 0, 0)
+		// MSG_DONTWAIT: the call never blocks, so the scheduler need not hear of it.
+		n, _, e := syscall.RawSyscall6(trap, fd, uintptr(base), uintptr(len(p)), uintptr(flags), 0, 0)
 		switch e {
 		case 0:
 			return int(n), nil

@@ -25,8 +25,8 @@ type udpSocket struct {
 	v6     bool
 
 	to  netip.AddrPort // the cached destination; senders serialise (the stream's tx lock, RTCP's own)
-	sa4 unix.SockaddrInet4
-	sa6 unix.SockaddrInet6
+	sa4 unix.RawSockaddrInet4
+	sa6 unix.RawSockaddrInet6
 }
 
 func listenUDP(ip netip.Addr, port int) (*udpSocket, error) {
@@ -68,30 +68,45 @@ func (u *udpSocket) sendTo(pkt []byte, to netip.AddrPort) error {
 	if u.closed {
 		return net.ErrClosed
 	}
-	var sa unix.Sockaddr
-	if u.to != to {
-		u.to = to
-		a := to.Addr()
-		if u.v6 {
-			u.sa6 = unix.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
-		} else if a.Is4() || a.Is4In6() {
-			u.sa4 = unix.SockaddrInet4{Port: int(to.Port()), Addr: a.Unmap().As4()}
-		}
+	if len(pkt) == 0 {
+		return nil
 	}
-	if u.v6 {
-		sa = &u.sa6
-	} else {
-		if !to.Addr().Unmap().Is4() {
+	if u.to != to {
+		a := to.Addr()
+		if !u.v6 && !a.Unmap().Is4() {
 			return fmt.Errorf("media: IPv4 socket cannot send to %v", to)
 		}
-		sa = &u.sa4
-	}
-	for {
-		err := unix.Sendto(u.fd, pkt, 0, sa)
-		if err != unix.EINTR {
-			return err
+		u.to = to
+		if u.v6 {
+			u.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+			putPort(&u.sa6.Port, to.Port())
+		} else {
+			u.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
+			putPort(&u.sa4.Port, to.Port())
 		}
 	}
+	sa, salen := unsafe.Pointer(&u.sa4), uintptr(unix.SizeofSockaddrInet4)
+	if u.v6 {
+		sa, salen = unsafe.Pointer(&u.sa6), unix.SizeofSockaddrInet6
+	}
+	for {
+		// The socket never blocks: no need to tell the scheduler of the call.
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(u.fd), uintptr(unsafe.Pointer(&pkt[0])), uintptr(len(pkt)),
+			unix.MSG_DONTWAIT, uintptr(sa), salen)
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return e
+	}
+}
+
+// putPort stores a port in a raw sockaddr: network byte order.
+func putPort(p *uint16, port uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
 }
 
 // rxBatchLen datagrams are taken per recvmmsg: a call's socket rarely holds
