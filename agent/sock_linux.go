@@ -62,18 +62,21 @@ func leavePoller(c net.Conn) (net.Conn, syscall.RawConn, error) {
 	if cerr != nil || err != nil {
 		return nil, nil, errors.Join(cerr, err)
 	}
-	local, remote := c.LocalAddr(), c.RemoteAddr()
-	c.Close() // out of the poller; the socket lives on in nfd
+	// Blocking mode belongs to the socket, not the descriptor: c has it too
+	// from here, which is harmless as nobody reads or writes c any more.
 	if err := unix.SetNonblock(nfd, false); err != nil {
 		unix.Close(nfd)
 		return nil, nil, err
 	}
+	local, remote := c.LocalAddr(), c.RemoteAddr()
 	f := os.NewFile(uintptr(nfd), "bot "+remote.String()) // blocking: not given to the poller
 	frc, err := f.SyscallConn()
 	if err != nil {
+		unix.SetNonblock(nfd, true)
 		f.Close()
 		return nil, nil, err
 	}
+	c.Close() // out of the poller; the socket lives on in nfd
 	return &sockConn{f: f, rc: frc, local: local, remote: remote}, frc, nil
 }
 
