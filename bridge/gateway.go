@@ -109,64 +109,20 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 
 // HandleCall runs one inbound call from routing to hang-up.
 func (g *Gateway) HandleCall(c *sip.InboundCall) {
-	var cl callEnd
-	defer cl.run()
-	if r := g.setUp(c, &cl); r != nil {
-		r.hold()
-	}
-}
-
-// callEnd is what a call's end undoes, last first: HandleCall's defers,
-// gathered by setUp.
-type callEnd []func()
-
-func (e *callEnd) add(f func()) { *e = append(*e, f) }
-
-func (e *callEnd) run() {
-	for i := len(*e) - 1; i >= 0; i-- {
-		(*e)[i]()
-	}
-}
-
-// answeredCall is an answered call as it runs: what hold needs of setUp.
-type answeredCall struct {
-	g        *Gateway
-	c        *sip.InboundCall
-	log      *slog.Logger
-	rec      *cdr.Call
-	stream   *media.Stream
-	tap      *recordingStream
-	s        *session
-	as       agent.Session
-	ctx      context.Context
-	answered time.Time
-}
-
-// hold runs the answered call until it ends. The call's goroutine waits here
-// the whole call, with setUp's frame (a few KB of temporaries) gone from its
-// stack: small enough for the runtime to shrink it at the next collection.
-func (r *answeredCall) hold() {
-	by, cause := r.s.run(r.ctx, r.as)
-	r.g.ended(r.c, r.log, r.rec, r.stream, r.tap, r.answered, by, cause)
-}
-
-// setUp routes, opens the media, starts the target and answers; nil if the
-// call ended on the way. Whatever must be undone at the call's end goes on end.
-func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 	start := time.Now()
 	log := g.log.With("call_id", c.CallID(), "from", c.From(), "to", c.To())
 	// The record exists from the INVITE on; every exit below ends it, and this
 	// catches an exit that does not.
 	rec := g.records.Begin(c.CallID(), c.From(), c.To())
-	end.add(func() { rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{}) })
+	defer rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{})
 
 	live, ctx, ok := g.track(c, rec, start)
 	if !ok {
 		rec.Reject(503, "gateway draining")
 		g.finish(log, nil, c.Reject(503, "Service Unavailable"), "rejected")
-		return nil
+		return
 	}
-	end.add(func() { g.untrack(live) })
+	defer g.untrack(live)
 
 	p := g.plan.Load()
 	route, found := p.dp.Route(dialplan.CallInfo{To: c.To(), From: c.From(), Trunk: c.Trunk(),
@@ -175,7 +131,7 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 		log.Info("no route", "status", 404)
 		rec.Reject(404, "no route")
 		g.finish(log, live, c.Reject(404, "Not Found"), "no_route")
-		return nil
+		return
 	}
 	log = log.With("route", route.Name)
 	rec.Route(route.Name, route.Target.Type, cdrTarget(route.Target))
@@ -187,7 +143,7 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 		log.Info("rejected by route", "status", route.Target.Status)
 		rec.Reject(route.Target.Status, "rejected by route: "+route.Target.Reason)
 		g.finish(log, live, c.Reject(route.Target.Status, route.Target.Reason), "rejected")
-		return nil
+		return
 	}
 
 	m := c.Media()
@@ -203,9 +159,9 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 		log.Warn("no media port", "err", err)
 		rec.Reject(503, "no media port: "+err.Error())
 		g.finish(log, live, c.Reject(503, "Service Unavailable"), "failed")
-		return nil
+		return
 	}
-	end.add(func() { stream.Close() })
+	defer stream.Close()
 	live.setStream(stream, m.Codec.Name)
 
 	if err := c.Ringing(); err != nil {
@@ -246,9 +202,9 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 			rec.Reject(status, "target failed: "+err.Error())
 		}
 		g.finish(log, live, c.Reject(status, reason), "failed")
-		return nil
+		return
 	}
-	end.add(as.Close)
+	defer as.Close()
 	agentCloser.set(as)
 
 	// The route's ring time counts from the 180; the target connected meanwhile.
@@ -264,12 +220,12 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 			log.Info("call ended before answer", "by", by, "cause", cause)
 			rec.End(by, cause, cancelStatus(cause), cdr.Quality{})
 			g.count(live, "cancelled")
-			return nil
+			return
 		}
 		log.Warn("answer failed", "err", err)
 		rec.End(cdr.ByGateway, "answer failed: "+err.Error(), 0, cdr.Quality{})
 		g.count(live, "failed")
-		return nil
+		return
 	}
 	answered := time.Now()
 	rec.Answered()
@@ -292,13 +248,9 @@ func (g *Gateway) setUp(c *sip.InboundCall, end *callEnd) *answeredCall {
 	if route.MaxDuration > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeoutCause(ctx, route.MaxDuration, errMaxDuration)
-		end.add(cancel)
+		defer cancel()
 	}
-	return &answeredCall{g: g, c: c, log: log, rec: rec, stream: stream, tap: tap, s: s, as: as, ctx: runCtx, answered: answered}
-}
-
-// ended hangs up (unless the caller did) and records an answered call's end.
-func (g *Gateway) ended(c *sip.InboundCall, log *slog.Logger, rec *cdr.Call, stream *media.Stream, tap *recordingStream, answered time.Time, by, cause string) {
+	by, cause := s.run(runCtx, as)
 	if c.Context().Err() != nil {
 		by, cause = c.EndCause()
 	} else if err := c.Hangup(cause); err != nil {
