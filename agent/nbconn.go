@@ -54,14 +54,8 @@ func newNBConn(c net.Conn) *nbConn {
 		n.rc, _ = sc.SyscallConn()
 	}
 	n.try = func(fd uintptr) bool {
-		for {
-			k, err := sendNB(fd, n.tryBuf)
-			if err == syscall.EINTR {
-				continue
-			}
-			n.tryN, n.tryErr = max(k, 0), err
-			return true // one attempt: never wait for the socket
-		}
+		n.tryN, n.tryErr = sendNB(fd, n.tryBuf)
+		return true // one attempt: never wait for the socket
 	}
 	return n
 }

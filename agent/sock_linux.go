@@ -12,7 +12,8 @@ import (
 )
 
 // sendNB and recvNB are one write(2) and one read(2) that never wait,
-// whether or not the socket is in blocking mode.
+// whether or not the socket is in blocking mode; an interrupted call is
+// made again, and the count is 0 on an error.
 func sendNB(fd uintptr, p []byte) (int, error) {
 	return sockIO(unix.SYS_SENDTO, fd, p, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 }

@@ -187,14 +187,8 @@ func (w *wsConn) initReader(rest []byte) {
 	rd.buf = make([]byte, max(wsReadBuf, len(rest)))
 	rd.n = copy(rd.buf, rest)
 	rd.try = func(fd uintptr) bool {
-		for {
-			k, err := recvNB(fd, rd.tryBuf)
-			if err == syscall.EINTR {
-				continue
-			}
-			rd.tryN, rd.tryErr = max(k, 0), err
-			return true // one attempt: never wait for the socket
-		}
+		rd.tryN, rd.tryErr = recvNB(fd, rd.tryBuf)
+		return true // one attempt: never wait for the socket
 	}
 }
 
