@@ -19,12 +19,29 @@ import (
 // because it shares the machine with the gateway: a media message is echoed
 // from reused buffers, its base64 payload copied as it came.
 type twilioBot struct {
-	srv   *http.Server
-	url   string
+	botCounters
+	srv *http.Server
+	url string
+}
+
+// botCounters are what either bot (this one, or polledBot) counts.
+type botCounters struct {
 	conns atomic.Int64
 	media atomic.Int64
 	marks atomic.Int64 // mark events from the gateway (the bot sends no marks, so none in a sound run)
 }
+
+func (c *botCounters) counters() *botCounters { return c }
+
+// echoBot is the bot the twilio route points at.
+type echoBot interface {
+	address() string
+	counters() *botCounters
+	close()
+}
+
+func (b *twilioBot) address() string { return b.url }
+func (b *polledBot) address() string { return b.url }
 
 type twilioMsg struct {
 	Event     string `json:"event"`

@@ -37,7 +37,8 @@ type options struct {
 	selfProf string
 	logLevel string
 	keep     bool
-	chunkMs  int // the twilio route's chunk_ms (0: the gateway's default, 20)
+	chunkMs  int    // the twilio route's chunk_ms (0: the gateway's default, 20)
+	bot      string // the twilio route's bot: polled or netpoll
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.selfProf, "toolprofile", "", "write a CPU profile of this tool over the hold here")
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level of the started gateway")
 	flag.IntVar(&o.chunkMs, "chunk-ms", 0, "the twilio route's chunk_ms: audio per media message to the bot (0: the default, 20)")
+	flag.StringVar(&o.bot, "bot", "polled", "the twilio route's bot: polled (its sockets out of the poller, looked at every 2 ms, as a bot on another machine costs the gateway) or netpoll (coder/websocket, a goroutine per connection)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the started gateway's directory (config, log)")
 	flag.Parse()
 	if o.calls < 1 || o.calls > 5000 || o.duration <= 0 || o.duration > 30*time.Minute || o.rate <= 0 {

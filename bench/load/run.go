@@ -40,6 +40,7 @@ type callResult struct {
 type result struct {
 	Route       string  `json:"route"`
 	ChunkMs     int     `json:"chunk_ms,omitempty"` // the twilio route's chunk_ms; 0 for the default, 20
+	Bot         string  `json:"bot,omitempty"`      // the twilio route's bot: polled or netpoll
 	Calls       int     `json:"calls"`
 	Established int     `json:"established"`
 	Failed      int     `json:"failed"`
@@ -88,6 +89,9 @@ type result struct {
 
 func (r *result) summary() string {
 	route := r.Route
+	if r.Bot != "" {
+		route += " bot=" + r.Bot
+	}
 	if r.ChunkMs != 0 {
 		route += fmt.Sprintf(" chunk_ms=%d", r.ChunkMs)
 	}
@@ -119,15 +123,24 @@ func run(ctx context.Context, o options) (*result, error) {
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.LoadAvg = strings.Join(strings.Fields(string(la))[:3], " ")
 	}
-	var bot *twilioBot
+	var bot echoBot
 	botURL := "ws://127.0.0.1:1/unused"
 	if o.route == "twilio" {
 		var err error
-		if bot, err = startBot(); err != nil {
+		switch o.bot {
+		case "polled":
+			bot, err = startPolledBot()
+		case "netpoll":
+			bot, err = startBot()
+		default:
+			err = fmt.Errorf("-bot %q: polled or netpoll", o.bot)
+		}
+		if err != nil {
 			return nil, err
 		}
 		defer bot.close()
-		botURL = bot.url
+		botURL = bot.address()
+		res.Bot = o.bot
 	}
 	var g *gateway
 	if o.attach != "" {
@@ -328,7 +341,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.ToolCPUPct = 100 * (self1 - self0).Seconds() / hold
 	}
 	if bot != nil {
-		res.BotMedia = bot.media.Load()
+		res.BotMedia = bot.counters().media.Load()
 	}
 	res.Foreign = sock.foreign
 	return res, nil
