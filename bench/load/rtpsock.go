@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -47,6 +48,7 @@ type rtpSocket struct {
 	started bool
 	done    chan struct{}
 	foreign uint64 // datagrams from no call's gateway address
+	first   string // the first of them: source, size, first bytes, when
 	rmsgs   [rtpBatch]mmsghdr
 	riov    [rtpBatch]unix.Iovec
 	rname   [rtpBatch]unix.RawSockaddrInet4
@@ -265,9 +267,13 @@ func (s *rtpSocket) dispatch(i int, now time.Time) {
 		s.foreign++
 		return
 	}
-	m := s.calls[netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), beUint16(&sa.Port))]
+	from := netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), beUint16(&sa.Port))
+	m := s.calls[from]
 	if m == nil {
-		s.foreign++
+		if s.foreign++; s.first == "" {
+			p := s.rbuf[i][:min(int(msg.n), rtpBufSize)]
+			s.first = fmt.Sprintf("%v %d bytes % x at %s", from, msg.n, p[:min(len(p), 12)], now.Format("15:04:05.000"))
+		}
 		return
 	}
 	if s.kernel {

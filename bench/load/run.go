@@ -74,7 +74,8 @@ type result struct {
 	GoroutinesIdle    int            `json:"gateway_goroutines_idle"`
 	GoroutinesLoaded  int            `json:"gateway_goroutines_loaded"`
 	GoroutinesPerCall float64        `json:"gateway_goroutines_per_call"`
-	Foreign           uint64         `json:"packets_foreign"`          // RTP from no call's answered address
+	Foreign           uint64         `json:"packets_foreign"` // RTP from no call's answered address
+	ForeignFirst      string         `json:"packets_foreign_first,omitempty"`
 	JBDelayMean       float64        `json:"gateway_jb_delay_mean_ms"` // mean playout delay the gateway's jitter buffers added (its call-end histogram), -1 unknown
 	ClockLate2        float64        `json:"gateway_frames_late_2ms"`  // frames the gateway's clock handled > 2 ms late, over the run
 	ClockLate5        float64        `json:"gateway_frames_late_5ms"`  // > 5 ms
@@ -106,7 +107,7 @@ func (r *result) foreignNote() string {
 	if r.Foreign == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" foreign=%d", r.Foreign)
+	return fmt.Sprintf(" foreign=%d (first: %s)", r.Foreign, r.ForeignFirst)
 }
 
 type liveCall struct {
@@ -343,7 +344,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if bot != nil {
 		res.BotMedia = bot.counters().media.Load()
 	}
-	res.Foreign = sock.foreign
+	res.Foreign, res.ForeignFirst = sock.foreign, sock.first
 	return res, nil
 }
 
