@@ -39,6 +39,7 @@ type options struct {
 	keep     bool
 	chunkMs  int    // the twilio route's chunk_ms (0: the gateway's default, 20)
 	bot      string // the twilio route's bot: polled or netpoll
+	warmup   int    // calls placed and ended before the idle sample
 }
 
 func main() {
@@ -58,10 +59,11 @@ func main() {
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level of the started gateway")
 	flag.IntVar(&o.chunkMs, "chunk-ms", 0, "the twilio route's chunk_ms: audio per media message to the bot (0: the default, 20)")
 	flag.StringVar(&o.bot, "bot", "polled", "the twilio route's bot: polled (its sockets out of the poller, looked at every 2 ms, as a bot on another machine costs the gateway) or netpoll (coder/websocket, a goroutine per connection)")
+	flag.IntVar(&o.warmup, "warmup", 2, "calls placed, held 1 s and ended before the idle sample, so that what a first call loads (code pages, runtime structures) is not counted as memory per call")
 	flag.BoolVar(&o.keep, "keep", false, "keep the started gateway's directory (config, log)")
 	flag.Parse()
-	if o.calls < 1 || o.calls > 5000 || o.duration <= 0 || o.duration > 30*time.Minute || o.rate <= 0 {
-		log.Fatal("want 1 <= -calls <= 5000, 0 < -duration <= 30m, -rate > 0")
+	if o.calls < 1 || o.calls > 5000 || o.duration <= 0 || o.duration > 30*time.Minute || o.rate <= 0 || o.warmup < 0 || o.warmup > 50 {
+		log.Fatal("want 1 <= -calls <= 5000, 0 < -duration <= 30m, -rate > 0, 0 <= -warmup <= 50")
 	}
 	if o.route != "echo" && o.route != "twilio" {
 		log.Fatalf("-route %q: want echo or twilio", o.route)

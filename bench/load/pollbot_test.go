@@ -159,7 +159,7 @@ func TestRunTwilioRoute(t *testing.T) {
 		t.Run(bot, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			res, err := run(ctx, options{calls: 4, duration: 2 * time.Second, route: "twilio", rate: 20, bin: bin, logLevel: "warn", bot: bot})
+			res, err := run(ctx, options{calls: 4, duration: 2 * time.Second, route: "twilio", rate: 20, bin: bin, logLevel: "warn", bot: bot, warmup: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

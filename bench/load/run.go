@@ -41,6 +41,7 @@ type result struct {
 	Route       string  `json:"route"`
 	ChunkMs     int     `json:"chunk_ms,omitempty"` // the twilio route's chunk_ms; 0 for the default, 20
 	Bot         string  `json:"bot,omitempty"`      // the twilio route's bot: polled or netpoll
+	Warmup      int     `json:"warmup_calls"`       // placed and ended before the idle sample
 	Calls       int     `json:"calls"`
 	Established int     `json:"established"`
 	Failed      int     `json:"failed"`
@@ -159,22 +160,11 @@ func run(ctx context.Context, o options) (*result, error) {
 			log.Printf("gateway directory: %s", g.dir)
 		}
 	}
-	time.Sleep(time.Second) // settle before the idle sample
-	idle, err := g.sample()
-	if err != nil {
-		return nil, err
-	}
-
 	u, err := newUAC(g.sip)
 	if err != nil {
 		return nil, err
 	}
 	defer u.close()
-
-	ramp := time.Duration(float64(o.calls) / o.rate * float64(time.Second))
-	total := ramp + o.duration + 2*time.Second
-	maxPackets := int(total/ptime) + 100
-	base := time.Now()
 	sock, err := newRTPSocket()
 	if err != nil {
 		return nil, err
@@ -190,6 +180,21 @@ func run(ctx context.Context, o options) (*result, error) {
 		sock.close()
 	})
 	defer stopMedia()
+
+	if err := warmUp(ctx, o, u, sock, snd); err != nil {
+		return nil, err
+	}
+	res.Warmup = o.warmup
+	time.Sleep(time.Second) // settle before the idle sample
+	idle, err := g.sample()
+	if err != nil {
+		return nil, err
+	}
+
+	ramp := time.Duration(float64(o.calls) / o.rate * float64(time.Second))
+	total := ramp + o.duration + 2*time.Second
+	maxPackets := int(total/ptime) + 100
+	base := time.Now()
 
 	calls := make([]*liveCall, o.calls)
 	var wg sync.WaitGroup
@@ -374,6 +379,32 @@ func shortErr(err error) string {
 }
 
 // setup places the call, offering the shared RTP socket, and starts its media.
+// warmUp places o.warmup calls, one at a time, holds them a second with
+// media and ends them, before the idle sample: the code pages and runtime
+// structures that the first call through the gateway brings in are a fixed
+// cost, not memory per call. They are not part of any figure.
+func warmUp(ctx context.Context, o options, u *uac, sock *rtpSocket, snd *sender) error {
+	if o.warmup <= 0 {
+		return nil
+	}
+	calls := make([]*liveCall, 0, o.warmup)
+	for i := range o.warmup {
+		lc := &liveCall{id: -1 - i, bye: make(chan struct{})}
+		if err := lc.setup(ctx, u, o.route, warmUpPackets, sock, snd); err != nil {
+			return fmt.Errorf("warm-up call: %w", err)
+		}
+		calls = append(calls, lc)
+	}
+	time.Sleep(time.Second)
+	for _, lc := range calls {
+		lc.finish(ctx)
+	}
+	return nil
+}
+
+// warmUpPackets bounds a warm-up call's media: its second and then some.
+const warmUpPackets = 200
+
 func (lc *liveCall) setup(ctx context.Context, u *uac, route string, maxPackets int, sock *rtpSocket, snd *sender) error {
 	c, err := u.invite(ctx, route, sock.port, func() { lc.gatewayBye() })
 	if err != nil {
