@@ -3,7 +3,9 @@
 # BYE; no media) against the gateway's echo route at rising rates, each for
 # SECONDS seconds (-m bounds every run), until a run has a failed call. Prints
 # per rate the calls, failures and the INVITE-to-200 time (sipp's rtd) p50/p99,
-# then the highest rate with no failure. 127.0.0.1 only.
+# the gateway's own p99 of it (gw_p99_ms: the bucket bounds of its stage
+# histogram for INVITE->route and route->200), then the highest rate with no
+# failure. 127.0.0.1 only.
 #
 #   bench/setup_rate.sh [RATE ...]      (default 200 400 600 800 1000 1200)
 #   SECONDS_PER_RATE=5 BIN=path/to/switchboard PROFILE_DIR=/tmp bench/setup_rate.sh
@@ -62,7 +64,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%6s %7s %7s %9s %9s %9s\n' rate calls failed p50_ms p99_ms max_ms
+printf '%6s %7s %7s %9s %9s %9s %14s\n' rate calls failed p50_ms p99_ms max_ms gw_p99_ms
 best=0
 for rate in "${rates[@]}"; do
 	run=$dir/r$rate
@@ -76,6 +78,7 @@ for rate in "${rates[@]}"; do
 			"http://127.0.0.1:$http_port/debug/pprof/allocs?seconds=$((secs + 1))" &
 		allocs=$!
 	fi
+	curl -fs "http://127.0.0.1:$http_port/metrics" >"$run/metrics0" || true
 	(cd "$run" && timeout $((secs + 60)) sipp -sn uac -s echo "127.0.0.1:$sip_port" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -m "$total" -l $((rate * 3)) -d 1000 -recv_timeout 10000 -timeout $((secs + 50))s \
 		-nostdin -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 >sipp.out 2>&1) || true
@@ -92,7 +95,33 @@ v = sorted(float(l.split(";")[1]) for l in sys.stdin if l[:1].isdigit())
 q = lambda p: v[min(len(v) - 1, max(0, int(p * len(v) + 0.5) - 1))] if v else 0
 print("%.2f %.2f %.2f" % (q(0.5), q(0.99), v[-1] if v else 0))')
 	[ -z "${prof:-}" ] || wait "$prof" "$allocs" || true
-	printf '%6s %7s %7s %9s %9s %9s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax"
+	curl -fs "http://127.0.0.1:$http_port/metrics" >"$run/metrics1" || true
+	# The gateway's own view, from its stage histogram over this rate's run: the
+	# bucket bound under which 99 % of INVITE->route and of route->200 fell.
+	gw=$(python3 - "$run/metrics0" "$run/metrics1" <<'PY'
+import re, sys
+def buckets(path):
+    b = {}
+    try:
+        for line in open(path):
+            m = re.match(r'switchboard_call_stage_seconds_bucket\{stage="(invite_to_route|route_to_answer)",le="([^"]+)"\} (\S+)', line)
+            if m:
+                b.setdefault(m.group(1), []).append((float(m.group(2)), float(m.group(3))))
+    except OSError:
+        pass
+    return b
+b0, b1 = buckets(sys.argv[1]), buckets(sys.argv[2])
+out = []
+for stage in ("invite_to_route", "route_to_answer"):
+    before = dict(b0.get(stage, []))
+    rows = [(le, n - before.get(le, 0)) for le, n in sorted(b1.get(stage, []))]
+    total = rows[-1][1] if rows else 0
+    le = next((le for le, n in rows if total and n >= 0.99 * total), None)
+    out.append("?" if le is None else ("inf" if le == float("inf") else "%g" % (le * 1000)))
+print("<=" + "+".join(out))
+PY
+)
+	printf '%6s %7s %7s %9s %9s %9s %14s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax" "$gw"
 	if [ "$failed" != 0 ] || [ "$ok" != "$total" ]; then
 		break
 	fi
