@@ -41,7 +41,6 @@ type echoBot interface {
 }
 
 func (b *twilioBot) address() string { return b.url }
-func (b *polledBot) address() string { return b.url }
 
 type twilioMsg struct {
 	Event     string `json:"event"`

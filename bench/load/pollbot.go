@@ -61,6 +61,8 @@ func startPolledBot() (*polledBot, error) {
 	return b, nil
 }
 
+func (b *polledBot) address() string { return b.url }
+
 func (b *polledBot) close() {
 	b.srv.Close()
 	close(b.stop)
@@ -93,29 +95,24 @@ func (b *polledBot) accept(w http.ResponseWriter, r *http.Request) {
 		nc.Close()
 		return
 	}
+	if rw.Reader.Buffered() > 0 { // a client waits for the 101 before it sends (RFC 6455 4.1)
+		nc.Close()
+		return
+	}
 	fd, err := leavePoller(nc)
 	if err != nil {
 		nc.Close()
 		return
 	}
-	c := &polledConn{fd: fd}
-	if n := rw.Reader.Buffered(); n > 0 { // bytes the gateway sent right after its request
-		c.in, _ = rw.Reader.Peek(n)
-		c.in = append([]byte(nil), c.in...)
-	}
-	b.conns.Add(1)
 	b.mu.Lock()
-	if b.conn == nil { // closing
-		b.mu.Unlock()
+	defer b.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if b.conn == nil || unix.EpollCtl(b.ep, unix.EPOLL_CTL_ADD, fd, &ev) != nil { // closing, or no room
 		unix.Close(fd)
 		return
 	}
-	b.conn[int32(fd)] = c
-	b.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
-	if err := unix.EpollCtl(b.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		b.drop(c)
-	}
+	b.conn[int32(fd)] = &polledConn{fd: fd}
+	b.conns.Add(1)
 }
 
 // leavePoller dups nc's socket (non-blocking, as the runtime set it) and
@@ -191,7 +188,6 @@ type polledConn struct {
 	msg    []byte // a fragmented message so far
 	out    []byte // a reply frame, reused
 	stream botStream
-	closed bool // we sent our close frame
 }
 
 // serve reads what is waiting and answers each complete frame; false ends the
@@ -270,8 +266,8 @@ func (b *polledBot) frame(c *polledConn, fin bool, op byte, payload []byte) bool
 				return true
 			}
 			msg = c.msg
+			c.msg = c.msg[:0] // msg keeps the bytes until the next frame
 		}
-		defer func() { c.msg = c.msg[:0] }()
 		if op == 0x2 {
 			return true
 		}
@@ -289,10 +285,7 @@ func (b *polledBot) frame(c *polledConn, fin bool, op byte, payload []byte) bool
 		if len(code) > 2 {
 			code = code[:2]
 		}
-		if !c.closed {
-			c.closed = true
-			c.send(0x8, code)
-		}
+		c.send(0x8, code)
 		return false
 	case 0x9: // ping
 		return c.send(0xA, payload)
