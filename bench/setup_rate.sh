@@ -98,7 +98,7 @@ print("%.2f %.2f %.2f" % (q(0.5), q(0.99), v[-1] if v else 0))')
 	curl -fs "http://127.0.0.1:$http_port/metrics" >"$run/metrics1" || true
 	# The gateway's own view, from its stage histogram over this rate's run: the
 	# bucket bound under which 99 % of INVITE->route and of route->200 fell.
-	gw=$(python3 - "$run/metrics0" "$run/metrics1" <<'PY'
+	gw_p99=$(python3 - "$run/metrics0" "$run/metrics1" <<'PY'
 import re, sys
 def buckets(path):
     b = {}
@@ -121,7 +121,7 @@ for stage in ("invite_to_route", "route_to_answer"):
 print("<=" + "+".join(out))
 PY
 )
-	printf '%6s %7s %7s %9s %9s %9s %14s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax" "$gw"
+	printf '%6s %7s %7s %9s %9s %9s %14s\n' "$rate" "$ok" "$failed" "$p50" "$p99" "$pmax" "$gw_p99"
 	if [ "$failed" != 0 ] || [ "$ok" != "$total" ]; then
 		break
 	fi
