@@ -20,6 +20,10 @@ type PortPool struct {
 	inUse int
 }
 
+// fdSlack is the descriptors a gateway holds besides its calls' (listeners,
+// logs, the CDR store).
+const fdSlack = 256
+
 // NewPortPool returns a pool of the even ports in [min, max] on ip.
 func NewPortPool(ip netip.Addr, min, max int) (*PortPool, error) {
 	if !ip.IsValid() {
@@ -37,6 +41,9 @@ func NewPortPool(ip netip.Addr, min, max int) (*PortPool, error) {
 	// phones started together) does not take the ports its predecessor just used.
 	k := rand.IntN(len(p.free))
 	p.free = append(p.free[k:], p.free[:k]...)
+	// Room for every port's RTP and RTCP sockets and a connection to a bot
+	// per call, so the descriptor table never grows under load (udp_linux.go).
+	reserveFDs(3*len(p.free) + fdSlack)
 	return p, nil
 }
 

@@ -3,6 +3,9 @@ package media
 import (
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +86,47 @@ func localPort(t *testing.T, u *udpSocket) uint16 {
 		return uint16(a.Port)
 	}
 	t.Fatalf("socket address %T", sa)
+	return 0
+}
+
+// A new pool grows the process's descriptor table to hold all its sockets at
+// once, so the table's doubling (an RCU grace period every other thread
+// opening a descriptor waits for) never happens while calls are set up.
+func TestPortPoolReservesDescriptors(t *testing.T) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	before := fdTableSize(t)
+	p, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), 2, 65535)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := min(3*p.Size()+fdSlack, int(min(lim.Cur, 1<<30))-1) + 1 // descriptor numbers 0..top
+	if before >= want {
+		t.Skipf("the table already holds %d descriptors", before)
+	}
+	if got := fdTableSize(t); got < want {
+		t.Fatalf("descriptor table holds %d after the pool, want at least %d (before: %d)", got, want, before)
+	}
+}
+
+// fdTableSize is the size of this process's descriptor table (FDSize).
+func fdTableSize(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "FDSize:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Skip("no FDSize in /proc/self/status")
 	return 0
 }
