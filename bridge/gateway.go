@@ -233,6 +233,9 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	s.firstAudio.answer(answered)
 	live.update(func(i *CallInfo) { i.State, i.Answer = StateUp, answered })
 	g.metrics.stage.WithLabelValues(stageRouteToAnswer).Observe(answered.Sub(routed).Seconds())
+	if ok, taken := c.OKSent(), c.Taken(); !ok.IsZero() && !taken.IsZero() {
+		g.metrics.stage.WithLabelValues(stageInviteTo200).Observe(ok.Sub(taken).Seconds())
+	}
 	g.count(live, "answered")
 	log.Info("answered", "local_rtp", stream.LocalAddr(), "remote_rtp", m.Remote, "codec", m.Codec.Name)
 	g.startRecording(tap, c.CallID(), stream.Rate(), log)

@@ -13,6 +13,7 @@ import (
 const (
 	stageInviteToRoute   = "invite_to_route" // INVITE in → dialplan route chosen
 	stageRouteToAnswer   = "route_to_answer" // route chosen → 200 OK acknowledged (agent connect included)
+	stageInviteTo200     = "invite_to_200"   // INVITE taken by the SIP handler → 200 OK sent: the caller's set-up time, less the network and the ACK
 	stageAnswerToRTP     = "answer_to_first_rtp"
 	stageAgentConnect    = "agent_connect"     // target started (bot connected, fallbacks tried)
 	stageAgentFirstAudio = "agent_first_audio" // answer → first audio from the agent (0 if queued before answer)
@@ -62,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchboard_call_stage_seconds",
-			Help: "Time spent in each stage of a call: invite_to_route, route_to_answer, answer_to_first_rtp, " +
+			Help: "Time spent in each stage of a call: invite_to_route, route_to_answer, invite_to_200, answer_to_first_rtp, " +
 				"agent_connect, agent_first_audio.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}, []string{"stage"}),
@@ -83,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "SIP messages dropped without a reply, by reason (rate, scanner, malformed).",
 		}, []string{"reason"}),
 	}
-	for _, s := range []string{stageInviteToRoute, stageRouteToAnswer, stageAnswerToRTP, stageAgentConnect, stageAgentFirstAudio} {
+	for _, s := range []string{stageInviteToRoute, stageRouteToAnswer, stageInviteTo200, stageAnswerToRTP, stageAgentConnect, stageAgentFirstAudio} {
 		m.stage.WithLabelValues(s) // every stage is listed from the start, at 0
 	}
 	for _, r := range []string{"rate", "scanner", "malformed"} {

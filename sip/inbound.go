@@ -39,6 +39,7 @@ type InboundCall struct {
 	offer  *offer
 	dlg    *dialog
 	ip     netip.Addr // advertised in Contact and SDP
+	taken  time.Time  // when the INVITE reached our handler
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -53,6 +54,7 @@ type InboundCall struct {
 	state      callState
 	media      Media
 	localRTP   netip.AddrPort
+	okSent     time.Time // the 200 OK first handed to the transport
 	sessionID  uint64
 	sdpVersion uint64
 	endBy      string
@@ -193,6 +195,18 @@ func (c *InboundCall) Media() Media {
 // Context is done when the call ends for any reason.
 func (c *InboundCall) Context() context.Context { return c.ctx }
 
+// Taken is when the INVITE reached the SIP handler, after the transport and
+// transaction layers.
+func (c *InboundCall) Taken() time.Time { return c.taken }
+
+// OKSent is when the 200 OK was first sent, zero before; what the caller
+// measures as set-up time ends there (Answer returns later, on the ACK).
+func (c *InboundCall) OKSent() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.okSent
+}
+
 // EndCause says who ended the call ("caller" | "gateway") and why; empty while it is up.
 func (c *InboundCall) EndCause() (by string, cause string) {
 	c.mu.Lock()
@@ -281,6 +295,10 @@ func (c *InboundCall) Answer(localRTP netip.AddrPort) error {
 		c.finish("gateway", "transport error")
 		return fmt.Errorf("sip: send 200: %w", err)
 	}
+	sent := time.Now()
+	c.mu.Lock()
+	c.okSent = sent
+	c.mu.Unlock()
 	if c.srv.debug() {
 		c.logger().Debug("sip answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
 	}

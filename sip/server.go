@@ -262,6 +262,7 @@ func missingHeader(req *sip.Request) string {
 }
 
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	taken := time.Now()
 	if m := missingHeader(req); m != "" {
 		s.respond(req, tx, 400, "Bad Request", "missing or invalid "+m)
 		return
@@ -307,6 +308,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := newInboundCall(s, req, tx, o, m)
+	c.taken = taken
 	if trunk != nil {
 		c.trunk = trunk.Name
 	}

@@ -182,6 +182,7 @@ func TestMetricsAfterSippRun(t *testing.T) {
 		`switchboard_sip_dropped_total{reason="rate"}`:                                 0,
 		`switchboard_call_stage_seconds_count{stage="invite_to_route"}`:                55,
 		`switchboard_call_stage_seconds_count{stage="route_to_answer"}`:                52,
+		`switchboard_call_stage_seconds_count{stage="invite_to_200"}`:                  52,
 		`switchboard_call_stage_seconds_count{stage="agent_connect"}`:                  52,
 		`switchboard_call_stage_seconds_count{stage="agent_first_audio"}`:              52, // echo plays from the first tick
 		`switchboard_call_stage_seconds_count{stage="answer_to_first_rtp"}`:            2,  // only uac_pcap sends RTP
