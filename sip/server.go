@@ -349,12 +349,23 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // releaseLater ends an INVITE server transaction whose 2xx was ACKed after
 // T1 rather than sipgo's 64*T1: the caller ACKs because it has our 2xx, so
 // it retransmits no INVITE (T1 covers one still in flight), and at 1,000
-// calls/s 64*T1 would hold some 32,000 transactions of ~11 KB each.
+// calls/s 64*T1 would hold some 32,000 transactions of ~11 KB each. Its
+// Timer L goes too, which sipgo leaves armed (timerl.go). Called once the
+// ACK is in, so the 2xx that armed the timer happened before.
 func (s *Server) releaseLater(req *sip.Request, tx sip.ServerTransaction) {
+	timerL := sipgoTimerL(tx)
 	if sip.IsReliable(req.Transport()) {
-		return // sipgo ends these at once
+		if timerL != nil {
+			timerL.Stop() // sipgo ends the transaction itself when onInvite returns
+		}
+		return
 	}
-	time.AfterFunc(s.cfg.T1, tx.Terminate)
+	time.AfterFunc(s.cfg.T1, func() {
+		tx.Terminate()
+		if timerL != nil {
+			timerL.Stop()
+		}
+	})
 }
 
 // readOffer parses the INVITE's SDP, or gives the status to refuse it with.
