@@ -606,3 +606,52 @@ func TestByeTransactionHeld(t *testing.T) {
 	p.expectResponse(481, 2*time.Second)
 	r.check(t)
 }
+
+// A re-INVITE's 200 OK is retransmitted until its ACK too (RFC 3261 13.3.1.4),
+// on the re-INVITE's own transaction: the caller that lost it retransmits the
+// re-INVITE, which the transaction layer absorbs without answering.
+func TestReinviteAnswerRetransmittedUntilAck(t *testing.T) {
+	t.Parallel()
+	r := newRecord()
+	s := testServer(t, r.handler(func(c *InboundCall) {
+		if err := c.Answer(rtpAddr); err != nil {
+			r.errorf("Answer: %v", err)
+		}
+		<-c.Context().Done()
+	}), func(cfg *Config) { cfg.T1 = 100 * time.Millisecond })
+	p := dialPeer(t, "udp", s.Addr("udp"))
+	p.send(p.invite(s.Addr("udp"), "reinv-rt", "rr1", pcmuOffer))
+	tag := toTag(p.expectResponse(200, 2*time.Second))
+	p.send(p.ack(s.Addr("udp"), "reinv-rt", tag, 1))
+
+	reinvite := strings.NewReplacer(
+		"CSeq: 1 INVITE", "CSeq: 2 INVITE",
+		fmt.Sprintf("To: <sip:1000@%s>", s.Addr("udp")), fmt.Sprintf("To: <sip:1000@%s>;tag=%s", s.Addr("udp"), tag),
+	).Replace(p.invite(s.Addr("udp"), "reinv-rt", "rr2", pcmuOffer))
+	p.send(reinvite)
+	start := time.Now()
+	count := 0
+	// Withhold the ACK for ~1 s: expect the 200 and resends near 100, 300 and 700 ms.
+	for time.Since(start) < time.Second {
+		res, ok := p.read(time.Second - time.Since(start)).(*sip.Response)
+		if ok && res.StatusCode == 200 && res.CSeq().SeqNo == 2 {
+			count++
+			if toTag(res) != tag {
+				t.Errorf("re-INVITE 200 has To tag %q, the dialog's is %q", toTag(res), tag)
+			}
+		}
+	}
+	if count < 3 || count > 5 {
+		t.Errorf("got %d 200 OKs to the re-INVITE in 1 s with T1=100ms, want 4 (the first and resends at T1 doubling)", count)
+	}
+	p.send(p.ack(s.Addr("udp"), "reinv-rt", tag, 2))
+	for end := time.Now().Add(900 * time.Millisecond); time.Now().Before(end); {
+		if res, ok := p.read(time.Until(end)).(*sip.Response); ok && res.CSeq().SeqNo == 2 {
+			t.Errorf("re-INVITE answer after its ACK: %d", res.StatusCode)
+		}
+	}
+	p.send(p.bye(s.Addr("udp"), "reinv-rt", tag, 3))
+	p.expectResponse(200, 2*time.Second)
+	r.waitEnded(t)
+	r.check(t)
+}
