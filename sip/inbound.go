@@ -55,6 +55,7 @@ type InboundCall struct {
 	media      Media
 	localRTP   netip.AddrPort
 	okSent     time.Time // the 200 OK first handed to the transport
+	txLetGo    bool      // the INVITE transaction was released (timerl.go)
 	sessionID  uint64
 	sdpVersion uint64
 	endBy      string
@@ -298,7 +299,11 @@ func (c *InboundCall) Answer(localRTP netip.AddrPort) error {
 	sent := time.Now()
 	c.mu.Lock()
 	c.okSent = sent
+	letGo := c.txLetGo
 	c.mu.Unlock()
+	if letGo {
+		stopTimerL(c.tx) // released while Respond was still arming it (timerl.go)
+	}
 	if c.srv.debug() {
 		c.logger().Debug("sip answered", "codec", c.media.Codec.Name, "remote_rtp", c.media.Remote, "direction", c.media.Direction)
 	}
@@ -466,8 +471,10 @@ func (c *InboundCall) transactionGone() {
 }
 
 // gotAck matches an ACK to the 2xx it acknowledges.
-func (c *InboundCall) gotAck(req *sip.Request) {
-	seq := req.CSeq().SeqNo
+func (c *InboundCall) gotAck(req *sip.Request) { c.ackFor(req.CSeq().SeqNo) }
+
+// ackFor ends the wait for the ACK to the 2xx to the INVITE of CSeq seq.
+func (c *InboundCall) ackFor(seq uint32) {
 	c.mu.Lock()
 	ch, ok := c.ackWait[seq]
 	if ok {
@@ -487,6 +494,17 @@ func (c *InboundCall) acked(seq uint32) bool {
 	return !waiting
 }
 
+// letGo stops the released INVITE transaction's Timer L. The ACK that
+// released it may have overtaken Answer, still inside Respond where sipgo arms
+// the timer after the 2xx is sent: of letGo and Answer, whichever comes second
+// under mu finds the timer and stops it.
+func (c *InboundCall) letGo() {
+	c.mu.Lock()
+	c.txLetGo = true
+	c.mu.Unlock()
+	stopTimerL(c.tx)
+}
+
 // byeFromCaller ends the call after we answered the caller's BYE with 200.
 func (c *InboundCall) byeFromCaller() {
 	c.mu.Lock()
@@ -496,6 +514,10 @@ func (c *InboundCall) byeFromCaller() {
 	if early {
 		// RFC 3261 15.1.2: a BYE on the early dialog terminates the INVITE with 487.
 		_ = c.tx.Respond(c.response(487, "Request Terminated", nil))
+	} else {
+		// Past Answer the BYE stands for the ACK it may have overtaken: the INVITE
+		// transaction is let go as after an ACK (server.go), not held for 64*T1.
+		c.ackFor(c.invite.CSeq().SeqNo)
 	}
 	c.finish("caller", "bye")
 }

@@ -342,29 +342,23 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		<-c.inviteDone
 	}
 	if c.acked(req.CSeq().SeqNo) {
-		s.releaseLater(req, tx)
+		s.releaseLater(req, tx, c.letGo)
 	}
 }
 
 // releaseLater ends an INVITE server transaction whose 2xx was ACKed after
 // T1 rather than sipgo's 64*T1: the caller ACKs because it has our 2xx, so
 // it retransmits no INVITE (T1 covers one still in flight), and at 1,000
-// calls/s 64*T1 would hold some 32,000 transactions of ~11 KB each. Its
-// Timer L goes too, which sipgo leaves armed (timerl.go). Called once the
-// ACK is in, so the 2xx that armed the timer happened before.
-func (s *Server) releaseLater(req *sip.Request, tx sip.ServerTransaction) {
-	timerL := sipgoTimerL(tx)
+// calls/s 64*T1 would hold some 32,000 transactions of ~11 KB each. letGo
+// then stops its Timer L, which sipgo leaves armed (timerl.go).
+func (s *Server) releaseLater(req *sip.Request, tx sip.ServerTransaction, letGo func()) {
 	if sip.IsReliable(req.Transport()) {
-		if timerL != nil {
-			timerL.Stop() // sipgo ends the transaction itself when onInvite returns
-		}
+		letGo() // sipgo ends the transaction itself when onInvite returns
 		return
 	}
 	time.AfterFunc(s.cfg.T1, func() {
 		tx.Terminate()
-		if timerL != nil {
-			timerL.Stop()
-		}
+		letGo()
 	})
 }
 

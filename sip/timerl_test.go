@@ -1,8 +1,12 @@
 package sip
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // sipgo leaves an answered INVITE transaction's Timer L armed for 64*T1
@@ -44,5 +48,60 @@ func TestTimerLStoppedAfterAck(t *testing.T) {
 				t.Fatal("Timer L still armed after the transaction was let go: it holds the transaction for 64*T1")
 			}
 		})
+	}
+}
+
+// A caller that sends its BYE right behind its ACK can have both handled
+// while Answer is still inside Respond, where sipgo arms Timer L after the
+// 2xx is on the wire: the transaction is then let go before the timer exists.
+// Whichever of the two comes second stops it (InboundCall.letGo); many calls
+// at once make the overtaking likely, and -race sees an unlocked read.
+func TestTimerLStoppedWhenByeOvertakesAnswer(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	var mu sync.Mutex
+	calls := map[string]*InboundCall{}
+	s := testServer(t, func(c *InboundCall) {
+		mu.Lock()
+		calls[c.CallID()] = c
+		mu.Unlock()
+		_ = c.Answer(rtpAddr) // ErrCallEnded when the BYE wins
+		<-c.Context().Done()
+	}, func(cfg *Config) { cfg.T1 = 50 * time.Millisecond })
+	addr := s.Addr("udp")
+	peers := make([]*peer, n)
+	for i := range peers {
+		peers[i] = dialPeer(t, "udp", addr)
+		peers[i].send(peers[i].invite(addr, fmt.Sprintf("overtake-%d", i), "ov1", pcmuOffer))
+	}
+	for i, p := range peers {
+		callID := fmt.Sprintf("overtake-%d", i)
+		tag := toTag(p.expectResponse(200, 2*time.Second))
+		p.send(p.ack(addr, callID, tag, 1))
+		p.send(p.bye(addr, callID, tag, 2))
+	}
+	for _, p := range peers {
+		for p.expectResponse(200, 2*time.Second).CSeq().MethodName != sip.BYE {
+		} // a retransmitted 2xx to the INVITE may come first
+	}
+	time.Sleep(300 * time.Millisecond) // the release comes T1 after the ACK
+	mu.Lock()
+	defer mu.Unlock()
+	armed := 0
+	for i := range n {
+		c := calls[fmt.Sprintf("overtake-%d", i)]
+		if c == nil {
+			t.Fatalf("call %d never reached the handler", i)
+		}
+		timerL := sipgoTimerL(c.tx)
+		if timerL == nil {
+			t.Fatalf("call %d: no Timer L on the answered INVITE's transaction", i)
+		}
+		if timerL.Stop() {
+			armed++
+		}
+	}
+	if armed > 0 {
+		t.Errorf("Timer L still armed on %d of %d calls after their transactions were let go", armed, n)
 	}
 }
