@@ -81,8 +81,9 @@ func TestTimerLStoppedWhenByeOvertakesAnswer(t *testing.T) {
 		p.send(p.bye(addr, callID, tag, 2))
 	}
 	for _, p := range peers {
+		// A retransmitted 2xx to the INVITE may come before the BYE's 200.
 		for p.expectResponse(200, 2*time.Second).CSeq().MethodName != sip.BYE {
-		} // a retransmitted 2xx to the INVITE may come first
+		}
 	}
 	time.Sleep(300 * time.Millisecond) // the release comes T1 after the ACK
 	mu.Lock()
