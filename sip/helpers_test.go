@@ -29,6 +29,14 @@ func testLogger(t testing.TB) *slog.Logger {
 // testServer runs a Server on 127.0.0.1 with free UDP and TCP ports until the test ends.
 func testServer(t testing.TB, h Handler, tweak ...func(*Config)) *Server {
 	t.Helper()
+	s := newTestServer(t, h, tweak...)
+	serveTest(t, s)
+	return s
+}
+
+// newTestServer is testServer's Server, not yet serving.
+func newTestServer(t testing.TB, h Handler, tweak ...func(*Config)) *Server {
+	t.Helper()
 	cfg := Config{
 		Listen:    []Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}},
 		Codecs:    []string{"PCMU", "PCMA"},
@@ -42,6 +50,11 @@ func testServer(t testing.TB, h Handler, tweak ...func(*Config)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// serveTest runs s until the test ends.
+func serveTest(t testing.TB, s *Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -58,7 +71,6 @@ func testServer(t testing.TB, h Handler, tweak ...func(*Config)) *Server {
 			t.Error("Serve did not return")
 		}
 	})
-	return s
 }
 
 // freePort finds a free UDP+TCP port on 127.0.0.1 for a peer that needs a fixed one.

@@ -126,7 +126,9 @@ func (c *InboundCall) modify(req *sip.Request, tx sip.ServerTransaction, invite 
 		c.logger().Info("media updated", "direction", newMedia.Direction, "remote_rtp", newMedia.Remote, "codec", newMedia.Codec.Name)
 		c.publish(newMedia)
 	}
-	if invite {
-		_ = c.awaitAck(res, ack)
+	if invite && c.awaitAck(res, ack) == nil {
+		// Let the transaction go after T1, as the INVITE's (server.go); this
+		// goroutine sent the 2xx, so the Timer L it armed is there to stop.
+		c.srv.releaseLater(req, tx, func() { stopTimerL(tx) })
 	}
 }

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,55 @@ func TestTimerLStoppedWhenByeOvertakesAnswer(t *testing.T) {
 	}
 	if armed > 0 {
 		t.Errorf("Timer L still armed on %d of %d calls after their transactions were let go", armed, n)
+	}
+}
+
+// A re-INVITE's transaction is let go once its 2xx is ACKed, its Timer L
+// stopped, as the INVITE's is: a session refreshed every few minutes must not
+// hold one for 64*T1 each time.
+func TestTimerLStoppedAfterReinviteAck(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, func(c *InboundCall) {
+				_ = c.Answer(rtpAddr)
+				<-c.Context().Done()
+			}, func(cfg *Config) { cfg.T1 = 50 * time.Millisecond })
+			reinvites := make(chan sip.ServerTransaction, 1)
+			s.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+				if hasToTag(req) {
+					reinvites <- tx
+				}
+				s.safe(s.onInvite)(req, tx)
+			})
+			serveTest(t, s)
+			addr := s.Addr(network)
+			p := dialPeer(t, network, addr)
+			callID := "timer-l-reinvite-" + network
+			p.send(p.invite(addr, callID, "tr1", pcmuOffer))
+			tag := toTag(p.expectResponse(200, 2*time.Second))
+			p.send(p.ack(addr, callID, tag, 1))
+			reinvite := strings.NewReplacer(
+				"CSeq: 1 INVITE", "CSeq: 2 INVITE",
+				fmt.Sprintf("To: <sip:1000@%s>", addr), fmt.Sprintf("To: <sip:1000@%s>;tag=%s", addr, tag),
+			).Replace(p.invite(addr, callID, "tr2", pcmuOffer))
+			p.send(reinvite)
+			for p.expectResponse(200, 2*time.Second).CSeq().SeqNo != 2 {
+			}
+			p.send(p.ack(addr, callID, tag, 2))
+			tx := <-reinvites
+			time.Sleep(500 * time.Millisecond) // the release comes T1 after the ACK
+			timerL := sipgoTimerL(tx)
+			if timerL == nil {
+				t.Fatal("no Timer L on the answered re-INVITE's transaction: sipgo changed, see timerl.go")
+			}
+			if timerL.Stop() {
+				t.Error("the re-INVITE's Timer L still armed after its ACK: it holds the transaction for 64*T1")
+			}
+			p.send(p.bye(addr, callID, tag, 3))
+			for p.expectResponse(200, 2*time.Second).CSeq().MethodName != sip.BYE {
+			}
+		})
 	}
 }
