@@ -20,11 +20,6 @@ const (
 	// maxCatchUp bounds the frames handled at once after a stall; beyond it the
 	// schedule skips ahead (the audio of a long stall is lost either way).
 	maxCatchUp = 10
-	// yieldEvery is how many calls' frames a worker runs before it lets other
-	// goroutines have its P. Go preempts a running goroutine only after 10 ms,
-	// and a slot of calls set up in one burst can take longer than that: call
-	// set-ups waiting behind it were late by as much (docs/benchmarks.md).
-	yieldEvery = 16
 )
 
 type frameClock struct {
@@ -169,10 +164,7 @@ func (sh *clockShard) run() {
 			}
 			sh.batch = append(sh.batch[:0], sh.slots[slot]...)
 			sh.mu.Unlock()
-			for i, e := range sh.batch {
-				if i%yieldEvery == yieldEvery-1 {
-					runtime.Gosched()
-				}
+			for _, e := range sh.batch {
 				if e.run(now) {
 					sh.mu.Lock()
 					if !e.removed && e.slot != slotOf(e.next) {

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,54 +91,5 @@ func TestFrameClockRuns(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-	}
-}
-
-// TestFrameClockYields: a worker lets other goroutines have its P between
-// calls' frames. With one P, a goroutine made runnable by the first frame of a
-// full slot runs before the slot's last frame, not after the whole slot (Go
-// would preempt the worker only after 10 ms).
-func TestFrameClockYields(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	c := newFrameClock(1)
-	const n = 4 * yieldEvery
-	var ticks atomic.Int64
-	seen := make(chan int64, 1)
-	all := make(chan struct{})
-	entries := make([]*clockEntry, n)
-	for i := range entries {
-		first := i == 0
-		entries[i] = newClockEntry(func(time.Time) {
-			if first && ticks.Load() == 0 {
-				go func() { seen <- ticks.Load() }()
-			}
-			if ticks.Add(1) == n {
-				close(all)
-			}
-		}, nil)
-	}
-	sh := c.shards[0]
-	due := time.Now().Add(5 * time.Millisecond) // one slot for all of them
-	sh.mu.Lock()
-	for _, e := range entries {
-		e.shard, e.next = sh, due
-		sh.insert(e)
-		sh.count++
-	}
-	sh.running = true
-	go sh.run()
-	sh.mu.Unlock()
-	defer func() {
-		for _, e := range entries {
-			e.stop()
-		}
-	}()
-	select {
-	case <-all:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slot's frames did not all run")
-	}
-	if got := <-seen; got >= n {
-		t.Errorf("the other goroutine ran after all %d frames of the slot, want it let in within %d", n, yieldEvery)
 	}
 }
