@@ -14,17 +14,22 @@ import (
 )
 
 // sippFrom runs sipp with source address ip against the gateway; it returns sipp's
-// output followed by its error log.
+// output followed by its error log. A free port can be taken by another test's
+// socket before sipp binds it: sipp then sends nothing, and is run again on others.
 func sippFrom(t *testing.T, g *gateway, ip string, limit time.Duration, args ...string) (string, error) {
 	t.Helper()
-	dir := sippDir(t)
-	base := []string{g.sipAddr(), "-i", ip, "-p", fmt.Sprint(freePort(t)), "-mp", fmt.Sprint(freePort(t)),
-		"-m", "1", "-nostdin", "-timeout_error", "-trace_err", "-error_file", filepath.Join(dir, "err.log")}
-	out, err := runTool(t, limit, dir, "sipp", append(base, args...)...)
-	if b, rerr := os.ReadFile(filepath.Join(dir, "err.log")); rerr == nil {
-		out += "\n" + string(b)
+	for attempt := 1; ; attempt++ {
+		dir := sippDir(t)
+		base := []string{g.sipAddr(), "-i", ip, "-p", fmt.Sprint(freePort(t)), "-mp", fmt.Sprint(freePort(t)),
+			"-m", "1", "-nostdin", "-timeout_error", "-trace_err", "-error_file", filepath.Join(dir, "err.log")}
+		out, err := runTool(t, limit, dir, "sipp", append(base, args...)...)
+		if b, rerr := os.ReadFile(filepath.Join(dir, "err.log")); rerr == nil {
+			out += "\n" + string(b)
+		}
+		if err == nil || attempt == 3 || !strings.Contains(out, "errno = 98 (Address already in use)") {
+			return out, err
+		}
 	}
-	return out, err
 }
 
 // metricSum adds the series of name whose labels contain every one of labels.
