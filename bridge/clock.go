@@ -5,8 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/switchboard-voip/switchboard/media/pcm"
+	"github.com/switchboard-voip/switchboard/media/warm"
 )
 
 // The frame clock drives every call's 20 ms frame from one goroutine per CPU
@@ -65,7 +67,22 @@ type clockEntry struct {
 	slot    int        // guarded by shard.mu
 	idx     int        // position in its slot, guarded by shard.mu
 	removed bool       // guarded by shard.mu
+
+	// hot is the memory the entry's frame touches, as hotFn last said (called
+	// on the clock goroutine after a frame, every hotEvery frames). The worker
+	// warms it while the entry before this one runs: mostly in its system
+	// calls, which is time the CPU can fetch in. Kept in the entry, so that
+	// warming the entry brings the list along.
+	hotFn  func(dst []warm.Span) []warm.Span
+	hot    [hotMax]warm.Span
+	hotLen int
+	hotAge int
 }
+
+const (
+	hotMax   = 40 // spans kept per entry; a call's frame has about 30
+	hotEvery = 50 // frames between refreshes: buffers that grew or moved are found within a second
+)
 
 // newClockEntry is an entry for start: tick every 20 ms; onPanic runs (on
 // the clock goroutine) if tick panics, the entry stopped by then.
@@ -164,7 +181,13 @@ func (sh *clockShard) run() {
 			}
 			sh.batch = append(sh.batch[:0], sh.slots[slot]...)
 			sh.mu.Unlock()
-			for _, e := range sh.batch {
+			for i, e := range sh.batch {
+				if i+2 < len(sh.batch) {
+					warm.Range(unsafe.Pointer(sh.batch[i+2]), unsafe.Sizeof(clockEntry{}))
+				}
+				if i+1 < len(sh.batch) {
+					sh.batch[i+1].warm()
+				}
 				if e.run(now) {
 					sh.mu.Lock()
 					if !e.removed && e.slot != slotOf(e.next) {
@@ -177,8 +200,26 @@ func (sh *clockShard) run() {
 			clear(sh.batch)
 		}
 		last = ms
+		sh.warmSlot(int((ms + 1) % int64(wheelSlots)))
 		time.Sleep(time.Duration((ms+1)*int64(wheelSlot) - time.Now().UnixNano()))
 	}
+}
+
+// warm has the entry's memory fetched into the caches; on the clock goroutine.
+func (e *clockEntry) warm() { warm.Spans(e.hot[:e.hotLen]) }
+
+// warmSlot warms the first entries of a slot before the worker sleeps towards
+// it: no entry runs before them to hide their fetches behind.
+func (sh *clockShard) warmSlot(slot int) {
+	sh.mu.Lock()
+	s := sh.slots[slot]
+	if len(s) > 1 {
+		warm.Range(unsafe.Pointer(s[1]), unsafe.Sizeof(clockEntry{}))
+	}
+	if len(s) > 0 {
+		s[0].warm()
+	}
+	sh.mu.Unlock()
 }
 
 // run handles the entry's frames that are due at now; it reports whether its
@@ -209,6 +250,11 @@ func (e *clockEntry) run(now time.Time) (moved bool) {
 		}
 		e.next = e.next.Add(pcm.FrameDuration)
 		e.tick(now)
+	}
+	if e.hotFn != nil {
+		if e.hotAge--; e.hotAge <= 0 {
+			e.hotLen, e.hotAge = copy(e.hot[:], e.hotFn(e.hot[:0])), hotEvery
+		}
 	}
 	return slotOf(e.next) != slot
 }

@@ -156,6 +156,7 @@ func (s *session) run(ctx context.Context, as agent.Session) (by, cause string) 
 		s.log.Error("call clock panic", "panic", v, "stack", string(debug.Stack()))
 		s.end(byGateway, "internal error")
 	})
+	s.clock.hotFn = s.hotSpans
 	frames.start(s.clock)
 	defer s.clock.stop()
 	select {
