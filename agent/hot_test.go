@@ -7,15 +7,6 @@ import (
 	"github.com/switchboard-voip/switchboard/media/warm"
 )
 
-func covers(spans []warm.Span, p unsafe.Pointer) bool {
-	for _, sp := range spans {
-		if uintptr(p) >= uintptr(sp.P) && uintptr(p) < uintptr(sp.P)+sp.N {
-			return true
-		}
-	}
-	return false
-}
-
 // A Twilio session's hot memory, which the frame clock warms before its
 // frame, is what Audio touches: the session, its connection and the µ-law
 // it gathers into.
@@ -34,12 +25,12 @@ func TestTwilioHot(t *testing.T) {
 		"socket":         unsafe.Pointer(ts.w.raw),
 		"µ-law gathered": unsafe.Pointer(&ts.ulaw[0]),
 	} {
-		if !covers(spans, p) {
+		if !warm.Covers(spans, p) {
 			t.Errorf("the %s is not in the Twilio session's hot spans", name)
 		}
 	}
 	e := &echoSession{ctl: newLiveControls()}
-	if spans := e.Hot(nil); !covers(spans, unsafe.Pointer(e)) || !covers(spans, warm.Data(e.ctl, 1).P) {
+	if spans := e.Hot(nil); !warm.Covers(spans, unsafe.Pointer(e)) || !warm.Covers(spans, warm.Data(e.ctl, 1).P) {
 		t.Error("the echo session or its controls are not in its hot spans")
 	}
 }

@@ -65,14 +65,6 @@ func TestSessionHotSpans(t *testing.T) {
 	echo := warm.Data(cs.cur.Load().s, 1).P
 
 	spans := s.hotSpans(nil)
-	covers := func(p unsafe.Pointer) bool {
-		for _, sp := range spans {
-			if uintptr(p) >= uintptr(sp.P) && uintptr(p) < uintptr(sp.P)+sp.N {
-				return true
-			}
-		}
-		return false
-	}
 	for name, p := range map[string]unsafe.Pointer{
 		"session":             unsafe.Pointer(s),
 		"frame from caller":   unsafe.Pointer(&s.in[n-1]),
@@ -84,7 +76,7 @@ func TestSessionHotSpans(t *testing.T) {
 		"switch channel":      *(*unsafe.Pointer)(unsafe.Pointer(&s.switchTo)),
 		"first-packet timing": unsafe.Pointer(s.stream.(*firstRTP)),
 	} {
-		if !covers(p) {
+		if !warm.Covers(spans, p) {
 			t.Errorf("the %s is not in the session's hot spans", name)
 		}
 	}

@@ -26,14 +26,6 @@ func TestStreamHot(t *testing.T) {
 		t.Fatal(err)
 	}
 	spans := s.Hot(nil)
-	covers := func(p unsafe.Pointer) bool {
-		for _, sp := range spans {
-			if uintptr(p) >= uintptr(sp.P) && uintptr(p) < uintptr(sp.P)+sp.N {
-				return true
-			}
-		}
-		return false
-	}
 	for name, p := range map[string]unsafe.Pointer{
 		"stream's receive state": unsafe.Pointer(&s.rx),
 		"stream's send state":    unsafe.Pointer(&s.tx),
@@ -44,7 +36,7 @@ func TestStreamHot(t *testing.T) {
 		"send buffer":            unsafe.Pointer(&s.tx.buf[0]),
 		"remote address":         unsafe.Pointer(s.remote.Load()),
 	} {
-		if !covers(p) {
+		if !warm.Covers(spans, p) {
 			t.Errorf("the %s is not in the stream's hot spans", name)
 		}
 	}

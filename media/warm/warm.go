@@ -52,3 +52,14 @@ func Spans(s []Span) {
 		}
 	}
 }
+
+// Covers reports whether p lies in one of spans: what a test of a Hot method
+// asks.
+func Covers(spans []Span, p unsafe.Pointer) bool {
+	for _, sp := range spans {
+		if uintptr(p) >= uintptr(sp.P) && uintptr(p) < uintptr(sp.P)+sp.N {
+			return true
+		}
+	}
+	return false
+}

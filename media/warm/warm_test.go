@@ -64,3 +64,13 @@ func BenchmarkSpans(b *testing.B) {
 		Spans(spans)
 	}
 }
+
+func TestCovers(t *testing.T) {
+	buf := make([]byte, 100)
+	spans := []Span{Slice(buf[:10], 10), {P: unsafe.Pointer(&buf[50]), N: 20}}
+	for i, want := range map[int]bool{0: true, 9: true, 10: false, 49: false, 50: true, 69: true, 70: false} {
+		if got := Covers(spans, unsafe.Pointer(&buf[i])); got != want {
+			t.Errorf("byte %d: covered %v, want %v", i, got, want)
+		}
+	}
+}
