@@ -42,7 +42,7 @@ func TestClockEntryHotRefresh(t *testing.T) {
 // What a call's frame touches is what the clock warms: the session and its
 // buffers, the RTP stream, the chain and the agent the chain runs.
 func TestSessionHotSpans(t *testing.T) {
-	pool, err := media.NewPortPool(netip.MustParseAddr("127.0.0.1"), 43320, 43329)
+	pool, err := media.NewPortPool(netip.MustParseAddr("127.0.0.1"), 43360, 43369)
 	if err != nil {
 		t.Fatal(err)
 	}

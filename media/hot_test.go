@@ -12,11 +12,7 @@ import (
 // stream, the jitter buffer, the concealment history, the socket and the send
 // buffer. A span that wandered off would only cost CPU, so this is its test.
 func TestStreamHot(t *testing.T) {
-	pool, err := NewPortPool(loopback, 43300, 43309)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := pool.Open(StreamConfig{Codec: PCMU})
+	s, err := newTestPool(t, 43300).Open(StreamConfig{Codec: PCMU})
 	if err != nil {
 		t.Fatal(err)
 	}
