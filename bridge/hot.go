@@ -22,11 +22,13 @@ func (s *session) hotSpans(dst []warm.Span) []warm.Span {
 	s.queue.mu.Lock()
 	dst = append(dst, warm.Slice(s.queue.buf, 1280))
 	s.queue.mu.Unlock()
-	if h, ok := s.stream.(hotter); ok {
-		dst = h.Hot(dst)
-	}
-	if h, ok := s.as.(hotter); ok {
-		dst = h.Hot(dst)
+	return hotOf(hotOf(dst, s.stream), s.as)
+}
+
+// hotOf appends what x says its frame touches, if it can say.
+func hotOf(dst []warm.Span, x any) []warm.Span {
+	if h, ok := x.(hotter); ok {
+		return h.Hot(dst)
 	}
 	return dst
 }
@@ -38,30 +40,19 @@ func chanSpan[T any](c <-chan T) warm.Span {
 
 // Hot implements hotter.
 func (f *firstRTP) Hot(dst []warm.Span) []warm.Span {
-	dst = append(dst, warm.Of(f))
-	if h, ok := f.AudioStream.(hotter); ok {
-		dst = h.Hot(dst)
-	}
-	return dst
+	return hotOf(append(dst, warm.Of(f)), f.AudioStream)
 }
 
 // Hot implements hotter.
 func (s *recordingStream) Hot(dst []warm.Span) []warm.Span {
-	dst = append(dst, warm.Of(s))
-	if h, ok := s.AudioStream.(hotter); ok {
-		dst = h.Hot(dst)
-	}
-	return dst
+	return hotOf(append(dst, warm.Of(s)), s.AudioStream)
 }
 
 // Hot implements hotter: the chain and the step that runs.
 func (cs *chainSession) Hot(dst []warm.Span) []warm.Span {
 	dst = append(dst, warm.Of(cs))
 	if p := cs.cur.Load(); p != nil {
-		dst = append(dst, warm.Of(p))
-		if h, ok := p.s.(hotter); ok {
-			dst = h.Hot(dst)
-		}
+		dst = hotOf(append(dst, warm.Of(p)), p.s)
 	}
 	return dst
 }
