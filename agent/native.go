@@ -100,9 +100,10 @@ type nativeSession struct {
 }
 
 // Audio implements Session: one binary message per 20 ms frame, after
-// taking in what the bot sent.
+// taking in what the bot sent (unless this tick's audio is queued already:
+// pollUnless).
 func (s *nativeSession) Audio(frame []int16, rate int) {
-	s.w.poll()
+	s.w.pollUnless(s.ctl.Queued() >= pcm.FrameDuration)
 	if rate != s.rate {
 		if s.res == nil {
 			s.res = pcm.NewResampler(rate, s.rate)

@@ -171,7 +171,7 @@ func TestNativeBotLost(t *testing.T) {
 // Caller frame → binary message on a real loopback WebSocket, one at a time.
 func BenchmarkNativeAudio(b *testing.B) {
 	w, c := dialRawBot(b)
-	s := &nativeSession{w: w, rate: 16000}
+	s := &nativeSession{w: w, ctl: nopControls{}, rate: 16000}
 	got := make(chan int, 1)
 	go readFrames(c.br, got)
 	frame := pcm.Tone(1000, 8000, 160, 0.3)

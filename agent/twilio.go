@@ -110,9 +110,10 @@ func (s *twilioSession) nextSeq() string {
 }
 
 // Audio implements Session: one media message per chunkMs of frames. It
-// first takes in what the bot sent, so its audio plays from this very tick.
+// first takes in what the bot sent, so its audio plays from this very tick,
+// unless this tick's audio is queued already (pollUnless).
 func (s *twilioSession) Audio(frame []int16, rate int) {
-	s.w.poll()
+	s.w.pollUnless(s.ctl.Queued() >= pcm.FrameDuration)
 	if rate != twilioRate {
 		if s.res == nil {
 			s.res = pcm.NewResampler(rate, twilioRate)

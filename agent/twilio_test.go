@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,7 +201,7 @@ func TestTwilioResamplesCallerAudio(t *testing.T) {
 // clock sends them: back to back, the bot reading on its own goroutine.
 func BenchmarkTwilioAudio(b *testing.B) {
 	w, c := dialRawBot(b)
-	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
+	s := &twilioSession{w: w, ctl: nopControls{}, streamSid: twilioSid("MZ")}
 	got := make(chan int, 1024)
 	go readFrames(c.br, got)
 	go func() {
@@ -258,4 +259,108 @@ func TestTwilioChunkMs(t *testing.T) {
 	}
 	c.Close(websocket.StatusNormalClosure, "")
 	<-done
+}
+
+// playoutControls queues what the bot plays, as the bridge's playout does:
+// the test takes a frame from it after each Audio, as the call's clock does.
+type playoutControls struct {
+	*liveControls
+	qmu sync.Mutex
+	q   []int16
+}
+
+func (c *playoutControls) Play(s []int16, rate int) {
+	c.qmu.Lock()
+	c.q = append(c.q, s...)
+	c.qmu.Unlock()
+	c.liveControls.Play(s, rate)
+}
+
+func (c *playoutControls) Queued() time.Duration {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return time.Duration(len(c.q)) * time.Second / twilioRate
+}
+
+// pop takes up to one frame.
+func (c *playoutControls) pop() []int16 {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	n := min(len(c.q), 160)
+	f := append([]int16(nil), c.q[:n]...)
+	c.q = c.q[n:]
+	return f
+}
+
+// A bot that answers in 40 ms chunks is read on every other tick: a tick
+// whose audio is queued already leaves its read out, never two in a row, and
+// the caller still hears every sample the bot sent, in order.
+func TestTwilioPollsBehindQueuedAudio(t *testing.T) {
+	noLeaks(t)
+	b := newBot(t)
+	ctl := &playoutControls{liveControls: newLiveControls()}
+	s, err := Twilio{URL: b.url(), ConnectTimeout: 2 * time.Second, ChunkMs: 40}.Start(context.Background(), Call{ID: "call-1"}, ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := b.accept(t)
+	readMsg(t, c) // connected
+	readMsg(t, c) // start
+	echoed := make(chan int, 64)
+	go func() { // the bot: each media message straight back
+		for {
+			_, data, err := c.Read(context.Background())
+			if err != nil {
+				close(echoed)
+				return
+			}
+			if p, ok := twilioMediaPayload(data); ok {
+				reply := `{"event":"media","streamSid":"x","media":{"payload":"` + string(p) + `"}}`
+				if c.Write(context.Background(), websocket.MessageText, []byte(reply)) != nil {
+					return
+				}
+				echoed <- base64.StdEncoding.DecodedLen(len(p))
+			}
+		}
+	}()
+
+	const frames = 60
+	tone := pcm.Tone(700, 8000, frames*160, 0.3)
+	w := sessionWS(s)
+	var heard []int16
+	skips, prevSkipped := 0, false
+	for i := 0; i < frames || len(heard) < frames*160; i++ {
+		if i > frames+100 {
+			t.Fatalf("heard %d samples of %d after %d ticks", len(heard), frames*160, i)
+		}
+		time.Sleep(5 * time.Millisecond)
+		ahead := ctl.Queued() >= pcm.FrameDuration
+		frame := make([]int16, 160) // silence once the caller's audio is all sent
+		if i < frames {
+			frame = tone[i*160 : (i+1)*160]
+		}
+		s.Audio(frame, 8000)
+		switch {
+		case w.skipped && (!ahead || prevSkipped):
+			t.Fatalf("tick %d left its read out (audio queued ahead: %v; the tick before left its out: %v)", i, ahead, prevSkipped)
+		case !w.skipped && ahead && !prevSkipped:
+			t.Fatalf("tick %d read, with this tick's audio queued and the tick before read", i)
+		}
+		if w.skipped {
+			skips++
+		}
+		prevSkipped = w.skipped
+		heard = append(heard, ctl.pop()...)
+	}
+	if skips < frames/4 {
+		t.Fatalf("%d ticks of %d left their read out; a 40 ms bot leaves about half", skips, frames)
+	}
+	for i := range frames * 160 {
+		if want := g711.DecodeUlawFrame(g711.EncodeUlawFrame(tone[i])); heard[i] != want {
+			t.Fatalf("sample %d: the caller heard %d, want %d", i, heard[i], want)
+		}
+	}
+	s.Close()
+	for range echoed {
+	}
 }

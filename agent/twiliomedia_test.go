@@ -168,7 +168,7 @@ func TestTwilioMediaMessageFields(t *testing.T) {
 	w, c := dialRawBot(t)
 	defer w.close(nil)
 	defer c.Close()
-	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
+	s := &twilioSession{w: w, ctl: nopControls{}, streamSid: twilioSid("MZ")}
 	frame := pcm.Tone(1000, 8000, 160, 0.3)
 	for i := 1; i <= 3; i++ {
 		s.Audio(frame, 8000)
@@ -293,7 +293,7 @@ func TestWSBacklogKeepsOrder(t *testing.T) {
 	w, c := dialRawBot(t)
 	defer w.close(nil)
 	defer c.Close()
-	s := &twilioSession{w: w, streamSid: twilioSid("MZ")}
+	s := &twilioSession{w: w, ctl: nopControls{}, streamSid: twilioSid("MZ")}
 	frame := pcm.Tone(1000, 8000, 160, 0.3)
 	sent := 0
 	for w.raw.backlog.Load() == 0 { // the bot reads nothing: socket buffers fill up

@@ -61,6 +61,8 @@ type wsConn struct {
 	// otherwise (TLS, a proxy tunnel) coder/websocket's conn does it all.
 	direct bool
 	rd     wsReader // direct sockets only
+	// skipped: the last tick left its poll out (pollUnless); the clock's only
+	skipped bool
 
 	mu      sync.Mutex
 	spare   [][]byte // buffers of written messages, for reuse

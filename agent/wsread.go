@@ -220,6 +220,21 @@ func (w *wsConn) poll() {
 	}
 }
 
+// pollUnless is poll, left out for this tick when ahead says the caller's
+// audio for the tick is queued already and the tick before did poll. What the
+// bot sent since then (a clear, a mark, more audio) waits one frame more, and
+// a bot that answers in chunks of 40 ms or more, or runs ahead of real time,
+// costs half the reads, most of which would have found nothing. On the
+// call's clock only.
+func (w *wsConn) pollUnless(ahead bool) {
+	if ahead && !w.skipped {
+		w.skipped = true
+		return
+	}
+	w.skipped = false
+	w.poll()
+}
+
 // deliver hands every whole message in the buffer to the protocol.
 func (w *wsConn) deliver() error {
 	for {
