@@ -107,22 +107,76 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 	return nil
 }
 
-// HandleCall runs one inbound call from routing to hang-up.
+// HandleCall runs one inbound call from routing to hang-up. Set-up (answer)
+// and tear-down (hangUp) have large stack frames; the call waits out its
+// life here, between them, in a small one, so that the goroutine's stack,
+// grown during set-up, shrinks back to 2 KB at the next collections (8 KB
+// per call when the wait sat under set-up's frame; docs/benchmarks.md,
+// ninth round).
 func (g *Gateway) HandleCall(c *sip.InboundCall) {
-	start := time.Now()
+	k := &callRun{start: time.Now()}
+	defer k.release(g)
+	if !g.answer(c, k) {
+		return
+	}
+	by, cause := k.s.run(k.runCtx, k.as)
+	g.hangUp(c, k, by, cause)
+}
+
+// callRun is what a call's set-up hands its wait and tear-down, and what
+// release undoes: each part is set once it exists.
+type callRun struct {
+	start    time.Time
+	log      *slog.Logger
+	rec      *cdr.Call
+	live     *liveCall
+	stream   *media.Stream
+	as       agent.Session
+	s        *session
+	tap      *recordingStream
+	runCtx   context.Context
+	cancel   context.CancelFunc // of the route's max_duration
+	answered time.Time
+}
+
+// release undoes what set-up made, last made first. The record is ended
+// with a catch-all cause; one ended already keeps its own.
+func (k *callRun) release(g *Gateway) {
+	if k.cancel != nil {
+		k.cancel()
+	}
+	if k.as != nil {
+		k.as.Close()
+	}
+	if k.stream != nil {
+		k.stream.Close()
+	}
+	if k.live != nil {
+		g.untrack(k.live)
+	}
+	if k.rec != nil {
+		k.rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{})
+	}
+}
+
+// answer routes the call, opens its media, starts its target and answers;
+// false when the call ended before answer (its record and count are done).
+func (g *Gateway) answer(c *sip.InboundCall, k *callRun) bool {
+	start := k.start
 	log := g.log.With("call_id", c.CallID(), "from", c.From(), "to", c.To())
-	// The record exists from the INVITE on; every exit below ends it, and this
-	// catches an exit that does not.
+	k.log = log
+	// The record exists from the INVITE on; every exit below ends it, and
+	// release catches an exit that does not.
 	rec := g.records.Begin(c.CallID(), c.From(), c.To())
-	defer rec.End(cdr.ByGateway, "ended without a recorded cause", 0, cdr.Quality{})
+	k.rec = rec
 
 	live, ctx, ok := g.track(c, rec, start)
 	if !ok {
 		rec.Reject(503, "gateway draining")
 		g.finish(log, nil, c.Reject(503, "Service Unavailable"), "rejected")
-		return
+		return false
 	}
-	defer g.untrack(live)
+	k.live = live
 
 	p := g.plan.Load()
 	route, found := p.dp.Route(dialplan.CallInfo{To: c.To(), From: c.From(), Trunk: c.Trunk(),
@@ -131,9 +185,10 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		log.Info("no route", "status", 404)
 		rec.Reject(404, "no route")
 		g.finish(log, live, c.Reject(404, "Not Found"), "no_route")
-		return
+		return false
 	}
 	log = log.With("route", route.Name)
+	k.log = log
 	rec.Route(route.Name, route.Target.Type, cdrTarget(route.Target))
 	routed := time.Now()
 	live.routed(g.metrics, route.Name, route.Target.Type)
@@ -143,7 +198,7 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		log.Info("rejected by route", "status", route.Target.Status)
 		rec.Reject(route.Target.Status, "rejected by route: "+route.Target.Reason)
 		g.finish(log, live, c.Reject(route.Target.Status, route.Target.Reason), "rejected")
-		return
+		return false
 	}
 
 	m := c.Media()
@@ -159,9 +214,9 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		log.Warn("no media port", "err", err)
 		rec.Reject(503, "no media port: "+err.Error())
 		g.finish(log, live, c.Reject(503, "Service Unavailable"), "failed")
-		return
+		return false
 	}
-	defer stream.Close()
+	k.stream = stream
 	live.setStream(stream, m.Codec.Name)
 
 	if err := c.Ringing(); err != nil {
@@ -174,10 +229,12 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 		tap = &recordingStream{AudioStream: stream}
 		audio = tap
 	}
+	k.tap = tap
 	rtp1 := &firstRTP{AudioStream: audio, packets: func() uint64 { return stream.Stats().PacketsIn },
 		obs: g.metrics.stage.WithLabelValues(stageAnswerToRTP)} // stages.go
 	audio = rtp1
 	s := newSession(audio, log)
+	k.s = s
 	s.firstAudio = &firstAudio{obs: g.metrics.stage.WithLabelValues(stageAgentFirstAudio)}
 	live.update(func(i *CallInfo) { i.State = StateRinging })
 	s.sendDTMF = stream.SendDTMF
@@ -202,9 +259,9 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 			rec.Reject(status, "target failed: "+err.Error())
 		}
 		g.finish(log, live, c.Reject(status, reason), "failed")
-		return
+		return false
 	}
-	defer as.Close()
+	k.as = as
 	agentCloser.set(as)
 
 	// The route's ring time counts from the 180; the target connected meanwhile.
@@ -220,14 +277,15 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 			log.Info("call ended before answer", "by", by, "cause", cause)
 			rec.End(by, cause, cancelStatus(cause), cdr.Quality{})
 			g.count(live, "cancelled")
-			return
+			return false
 		}
 		log.Warn("answer failed", "err", err)
 		rec.End(cdr.ByGateway, "answer failed: "+err.Error(), 0, cdr.Quality{})
 		g.count(live, "failed")
-		return
+		return false
 	}
 	answered := time.Now()
+	k.answered = answered
 	rec.Answered()
 	rtp1.answered = answered // before the session runs: it reads it on the call's clock
 	s.firstAudio.answer(answered)
@@ -247,27 +305,31 @@ func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	// Hold, resume and codec changes by re-INVITE or UPDATE (hold.go).
 	s.followMedia(c.MediaChanges(), m, stream)
 	s.grid = stream.ArrivalGrid
-	runCtx := ctx
+	k.runCtx = ctx
 	if route.MaxDuration > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeoutCause(ctx, route.MaxDuration, errMaxDuration)
-		defer cancel()
+		k.runCtx, k.cancel = context.WithTimeoutCause(ctx, route.MaxDuration, errMaxDuration)
 	}
-	by, cause := s.run(runCtx, as)
+	return true
+}
+
+// hangUp ends an answered call that s.run said is over: the BYE unless the
+// caller sent one, then the metrics, the record and the log line.
+func (g *Gateway) hangUp(c *sip.InboundCall, k *callRun, by, cause string) {
+	log, stream := k.log, k.stream
 	if c.Context().Err() != nil {
 		by, cause = c.EndCause()
 	} else if err := c.Hangup(cause); err != nil {
 		log.Warn("bye", "err", err)
 	}
-	d := time.Since(answered)
+	d := time.Since(k.answered)
 	g.metrics.callDuration.Observe(d.Seconds())
 	st := stream.Stats()
 	q := stream.Quality()
 	g.metrics.quality.observe(q)
-	rec.End(by, cause, 0, cdrQuality(st, q))
+	k.rec.End(by, cause, 0, cdrQuality(st, q))
 	log.Info("call ended", "by", by, "cause", cause, "duration", d.Round(time.Millisecond),
 		"rtp_in", st.PacketsIn, "rtp_out", st.PacketsOut, "lost", st.Lost, "late", st.Late, "malformed", st.Malformed,
-		qualityAttrs(q), stopRecording(tap, log))
+		qualityAttrs(q), stopRecording(k.tap, log))
 }
 
 // finish counts a call that ended before answer.

@@ -29,7 +29,7 @@ func soakScenario(t *testing.T, dir string) string {
 
 // processStats are the gateway's footprint as a soak compares it.
 type processStats struct {
-	goroutines, fds, ports, rss, heap float64
+	goroutines, fds, ports, rss, heap, stack float64
 }
 
 // footprint reads them; with gc, after a collection forced through the admin API's
@@ -42,7 +42,7 @@ func (g *gateway) footprint(gc bool) processStats {
 	}
 	m := g.metrics()
 	return processStats{goroutines: m["go_goroutines"], fds: float64(g.fds()), ports: m["switchboard_rtp_ports_in_use"],
-		rss: m["process_resident_memory_bytes"], heap: m["go_memstats_heap_inuse_bytes"]}
+		rss: m["process_resident_memory_bytes"], heap: m["go_memstats_heap_inuse_bytes"], stack: m["go_memstats_stack_inuse_bytes"]}
 }
 
 // soak runs calls short sipp calls at rate a second and checks that every one completes
@@ -134,4 +134,38 @@ func TestSoak(t *testing.T) {
 		t.Skip("set SWITCHBOARD_SOAK=1 (make soak) for the 10,000-call soak")
 	}
 	soak(t, 10000, 200, true)
+}
+
+// A call that is up waits on a goroutine whose stack set-up grew; at the
+// next collections it shrinks back, because the wait sits in small frames.
+// 100 held calls, after two forced collections, add at most 6 KiB of stack
+// each (4 KiB once shrunk; 8 KiB when the wait sat under set-up's 3 KiB frame).
+func TestHeldCallStackShrinks(t *testing.T) {
+	const calls = 100
+	dir := sippDir(t)
+	g := startAPIGateway(t, gwOptions{dialplan: metricsDialplan, rtpPorts: 2 * calls})
+	stack := func() float64 {
+		g.footprint(true)
+		return g.footprint(true).stack
+	}
+	base := stack()
+	done := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, err = runTool(t, 60*time.Second, dir, "sipp", "-sn", "uac", g.sipAddr(), "-s", "echo",
+			"-m", fmt.Sprint(calls), "-r", fmt.Sprint(calls), "-l", fmt.Sprint(calls), "-d", "8000",
+			"-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)), "-nostdin", "-timeout", "50s")
+		done <- err
+	}()
+	waitFor(t, 20*time.Second, "every call up", func() bool { return g.metrics()["switchboard_calls_active"] == calls })
+	held := stack()
+	if err := <-done; err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tail(out))
+	}
+	per := (held - base) / calls
+	t.Logf("goroutine stacks: %.0f KiB idle, %.0f KiB with %d calls up: %.1f KiB per call", base/1024, held/1024, calls, per/1024)
+	if per > 6<<10 {
+		t.Fatalf("each held call keeps %.1f KiB of stack after two collections, want at most 6 KiB", per/1024)
+	}
 }
