@@ -91,6 +91,7 @@ type gwOptions struct {
 	rtpPorts     int
 	extra        string // appended to the config
 	sipExtra     string // more keys in the sip section, e.g. "  codecs: [G722]\n"
+	bin          string // the gateway binary, if not the one TestMain built
 }
 
 type gateway struct {
@@ -164,7 +165,11 @@ log:
 
 	g := &gateway{t: t, sipPort: sipPort, httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), dir: dir,
 		logs: &syncBuffer{}, exited: make(chan struct{})}
-	g.cmd = exec.Command(binPath, "run", "-c", cfgPath)
+	bin := binPath
+	if o.bin != "" {
+		bin = o.bin
+	}
+	g.cmd = exec.Command(bin, "run", "-c", cfgPath)
 	g.cmd.Stdout = g.logs
 	g.cmd.Stderr = g.logs
 	must(t, g.cmd.Start())

@@ -138,12 +138,20 @@ func TestSoak(t *testing.T) {
 
 // A call that is up waits on a goroutine whose stack set-up grew; at the
 // next collections it shrinks back, because the wait sits in small frames.
-// 100 held calls, after two forced collections, add at most 6 KiB of stack
+// 100 held calls, after two forced collections, add at most 7 KiB of stack
 // each (4 KiB once shrunk; 8 KiB when the wait sat under set-up's 3 KiB frame).
+// The gateway is the shipped build even when the tests run with -race.
 func TestHeldCallStackShrinks(t *testing.T) {
 	const calls = 100
 	dir := sippDir(t)
-	g := startAPIGateway(t, gwOptions{dialplan: metricsDialplan, rtpPorts: 2 * calls})
+	o := gwOptions{dialplan: metricsDialplan, rtpPorts: 2 * calls}
+	if raceEnabled { // the race detector's frames are larger than the shipped build's
+		o.bin = filepath.Join(t.TempDir(), "switchboard")
+		if out, err := exec.Command("go", "build", "-o", o.bin, ".").CombinedOutput(); err != nil {
+			t.Fatalf("building switchboard without -race: %v\n%s", err, out)
+		}
+	}
+	g := startAPIGateway(t, o)
 	stack := func() float64 {
 		g.footprint(true)
 		return g.footprint(true).stack
@@ -165,7 +173,7 @@ func TestHeldCallStackShrinks(t *testing.T) {
 	}
 	per := (held - base) / calls
 	t.Logf("goroutine stacks: %.0f KiB idle, %.0f KiB with %d calls up: %.1f KiB per call", base/1024, held/1024, calls, per/1024)
-	if per > 6<<10 {
-		t.Fatalf("each held call keeps %.1f KiB of stack after two collections, want at most 6 KiB", per/1024)
+	if per > 7<<10 {
+		t.Fatalf("each held call keeps %.1f KiB of stack after two collections, want at most 7 KiB", per/1024)
 	}
 }
