@@ -217,19 +217,26 @@ func BenchmarkTwilioAudio(b *testing.B) {
 	w.close(nil)
 }
 
-// chunk_ms 40: two frames per media message, timestamps in steps of 40 ms, the
-// audio unchanged; a part-filled chunk at the end is not sent.
-func TestTwilioChunkMs(t *testing.T) {
-	noLeaks(t)
+// startChunked starts a session with chunk_ms set, driven by the test's own
+// Audio calls (no ticking), and reads the bot's connected and start.
+func startChunked(t *testing.T, ctl Controls, chunkMs int) (Session, *websocket.Conn) {
+	t.Helper()
 	b := newBot(t)
-	ctl := newLiveControls()
-	s, err := Twilio{URL: b.url(), ConnectTimeout: 2 * time.Second, ChunkMs: 40}.Start(context.Background(), Call{ID: "call-1"}, ctl)
+	s, err := Twilio{URL: b.url(), ConnectTimeout: 2 * time.Second, ChunkMs: chunkMs}.Start(context.Background(), Call{ID: "call-1"}, ctl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := b.accept(t)
 	readMsg(t, c) // connected
 	readMsg(t, c) // start
+	return s, c
+}
+
+// chunk_ms 40: two frames per media message, timestamps in steps of 40 ms, the
+// audio unchanged; a part-filled chunk at the end is not sent.
+func TestTwilioChunkMs(t *testing.T) {
+	noLeaks(t)
+	s, c := startChunked(t, newLiveControls(), 40)
 	tone := pcm.Tone(700, 8000, 2000, 0.3)
 	for i := range 7 { // three whole chunks and half of one
 		s.Audio(tone[i*160:(i+1)*160], 8000)
@@ -297,15 +304,8 @@ func (c *playoutControls) pop() []int16 {
 // the caller still hears every sample the bot sent, in order.
 func TestTwilioPollsBehindQueuedAudio(t *testing.T) {
 	noLeaks(t)
-	b := newBot(t)
 	ctl := &playoutControls{liveControls: newLiveControls()}
-	s, err := Twilio{URL: b.url(), ConnectTimeout: 2 * time.Second, ChunkMs: 40}.Start(context.Background(), Call{ID: "call-1"}, ctl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := b.accept(t)
-	readMsg(t, c) // connected
-	readMsg(t, c) // start
+	s, c := startChunked(t, ctl, 40)
 	echoed := make(chan int, 64)
 	go func() { // the bot: each media message straight back
 		for {
