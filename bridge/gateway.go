@@ -110,8 +110,8 @@ func (g *Gateway) SetPlan(dp *dialplan.Plan) error {
 // HandleCall runs one inbound call from routing to hang-up. Set-up (answer)
 // and tear-down (hangUp) have large stack frames; the call waits out its
 // life here, between them, in a small one, so that the goroutine's stack,
-// grown during set-up, shrinks back to 2 KB at the next collections (8 KB
-// per call when the wait sat under set-up's frame; docs/benchmarks.md,
+// grown during set-up, shrinks back to 4 KB at the next collections (8 KB
+// or more when the wait sat under set-up's frame; docs/benchmarks.md,
 // ninth round).
 func (g *Gateway) HandleCall(c *sip.InboundCall) {
 	k := &callRun{start: time.Now()}
