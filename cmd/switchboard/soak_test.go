@@ -159,11 +159,12 @@ func TestHeldCallStackShrinks(t *testing.T) {
 	base := stack()
 	done := make(chan error, 1)
 	var out string
+	port := freePort(t) // here: it may call t.Fatal, which the goroutine must not
 	go func() {
 		var err error
 		out, err = runTool(t, 60*time.Second, dir, "sipp", "-sn", "uac", g.sipAddr(), "-s", "echo",
 			"-m", fmt.Sprint(calls), "-r", fmt.Sprint(calls), "-l", fmt.Sprint(calls), "-d", "8000",
-			"-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)), "-nostdin", "-timeout", "50s")
+			"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin", "-timeout", "50s")
 		done <- err
 	}()
 	waitFor(t, 20*time.Second, "every call up", func() bool { return g.metrics()["switchboard_calls_active"] == calls })
