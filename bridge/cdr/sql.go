@@ -37,6 +37,10 @@ type dialect struct {
 	migrations [][]string          // schema versions 1..n, statements each
 	lock       string              // run first in the migration transaction, if any
 	multiRow   bool                // a batch goes in multi-row upserts (saves round trips to a server)
+	// local: the database is a file in the process. Its statements run without
+	// the caller's deadline: the driver would start a goroutine per statement to
+	// watch it, one per call record, and the busy timeout bounds the only wait.
+	local bool
 }
 
 // columns is the order of every SELECT and upsert.
@@ -151,6 +155,9 @@ func (s *sqlStore) Save(ctx context.Context, recs []Record) error {
 }
 
 func (s *sqlStore) save(ctx context.Context, tx *sql.Tx, recs []Record) error {
+	if s.d.local {
+		ctx = context.WithoutCancel(ctx) // the transaction keeps the deadline (dialect.local)
+	}
 	recs = unique(recs)
 	args := make([]any, 0, len(columns)*min(len(recs), maxRows))
 	for len(recs) > 0 {

@@ -19,6 +19,7 @@ const sqliteParams = "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pra
 
 var sqliteDialect = dialect{
 	name:    DriverSQLite,
+	local:   true,
 	timeArg: func(t time.Time) any { return t.UnixMicro() },
 	migrations: [][]string{{
 		`CREATE TABLE cdr (
