@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/zaf/g711"
 
 	"github.com/switchboard-voip/switchboard/media/pcm"
 )
@@ -357,9 +356,7 @@ func (s *openaiSession) writer() {
 					raw = binary.LittleEndian.AppendUint16(raw, uint16(v))
 				}
 			} else {
-				for _, v := range samples {
-					raw = append(raw, g711.EncodeUlawFrame(v))
-				}
+				raw = pcm.AppendUlaw(raw, samples)
 			}
 			msg = append(msg[:0], head...)
 			msg = base64.StdEncoding.AppendEncode(msg, raw)
@@ -440,10 +437,7 @@ func (s *openaiSession) reader() {
 					samples = append(samples, int16(binary.LittleEndian.Uint16(raw[i:])))
 				}
 			} else {
-				samples = samples[:0]
-				for _, b := range raw[:n] {
-					samples = append(samples, g711.DecodeUlawFrame(b))
-				}
+				samples = pcm.AppendFromUlaw(samples[:0], raw[:n])
 			}
 			if e.ItemID != s.item {
 				s.item, s.content, s.received = e.ItemID, e.ContentIndex, 0

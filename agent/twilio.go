@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/zaf/g711"
 
 	"github.com/switchboard-voip/switchboard/media/pcm"
 )
@@ -121,9 +120,7 @@ func (s *twilioSession) Audio(frame []int16, rate int) {
 		s.frame = s.res.Process(s.frame, frame)
 		frame = s.frame
 	}
-	for _, v := range frame {
-		s.ulaw = append(s.ulaw, g711.EncodeUlawFrame(v))
-	}
+	s.ulaw = pcm.AppendUlaw(s.ulaw, frame)
 	if len(s.ulaw) >= s.chunkMs*twilioRate/1000 {
 		s.sendMedia()
 	}
@@ -220,9 +217,6 @@ func (s *twilioSession) handle(typ websocket.MessageType, data []byte) error {
 
 // play decodes µ-law from the bot and queues it for the caller.
 func (s *twilioSession) play(ulaw []byte) {
-	s.played = s.played[:0]
-	for _, c := range ulaw {
-		s.played = append(s.played, g711.DecodeUlawFrame(c))
-	}
+	s.played = pcm.AppendFromUlaw(s.played[:0], ulaw)
 	s.ctl.Play(s.played, twilioRate)
 }

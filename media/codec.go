@@ -2,11 +2,10 @@ package media
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
-	"github.com/zaf/g711"
+	"github.com/switchboard-voip/switchboard/media/pcm"
 )
 
 // Codec is a payload format as negotiated in SDP.
@@ -115,72 +114,27 @@ func newCodec(c Codec) (PayloadCodec, error) {
 	return nil, fmt.Errorf("%w: %v", ErrUnsupportedCodec, c)
 }
 
-// ulaw and alaw are G.711 (one byte per 8 kHz sample), by table lookup into caller
-// buffers. The tables come from zaf/g711 (its slice helpers allocate): µ-law
-// encoding looks only at a sample's top 14 bits and A-law at its top 12, so
-// encoding is one lookup too.
+// ulaw and alaw are G.711 (one byte per 8 kHz sample), by pcm's lookup
+// tables into caller buffers.
 type (
 	ulaw struct{}
 	alaw struct{}
 )
 
-var (
-	ulawDecode, alawDecode [256]int16
-	ulawEncode             [1 << 14]uint8
-	alawEncode             [1 << 12]uint8
-)
-
-func init() {
-	for i := range 256 {
-		ulawDecode[i], alawDecode[i] = g711.DecodeUlawFrame(uint8(i)), g711.DecodeAlawFrame(uint8(i))
-	}
-	for i := range ulawEncode {
-		ulawEncode[i] = g711.EncodeUlawFrame(int16(i << 2))
-	}
-	for i := range alawEncode {
-		alawEncode[i] = g711.EncodeAlawFrame(int16(i << 4))
-	}
-}
-
-// grow extends dst by n samples and returns it and the new part.
-func grow(dst []int16, n int) ([]int16, []int16) {
-	l := len(dst)
-	dst = slices.Grow(dst, n)[:l+n]
-	return dst, dst[l:]
-}
-
 func (ulaw) Rate() int                  { return 8000 }
 func (ulaw) MaxPayload(samples int) int { return samples }
 func (ulaw) Encode(dst []byte, src []int16) int {
-	dst = dst[:len(src)]
-	for i, s := range src {
-		dst[i] = ulawEncode[uint16(s)>>2]
-	}
-	return len(src)
+	return len(pcm.AppendUlaw(dst[:0], src))
 }
 func (ulaw) Decode(dst []int16, payload []byte) []int16 {
-	dst, out := grow(dst, len(payload))
-	out = out[:len(payload)]
-	for i, b := range payload {
-		out[i] = ulawDecode[b]
-	}
-	return dst
+	return pcm.AppendFromUlaw(dst, payload)
 }
 
 func (alaw) Rate() int                  { return 8000 }
 func (alaw) MaxPayload(samples int) int { return samples }
 func (alaw) Encode(dst []byte, src []int16) int {
-	dst = dst[:len(src)]
-	for i, s := range src {
-		dst[i] = alawEncode[uint16(s)>>4]
-	}
-	return len(src)
+	return len(pcm.AppendAlaw(dst[:0], src))
 }
 func (alaw) Decode(dst []int16, payload []byte) []int16 {
-	dst, out := grow(dst, len(payload))
-	out = out[:len(payload)]
-	for i, b := range payload {
-		out[i] = alawDecode[b]
-	}
-	return dst
+	return pcm.AppendFromAlaw(dst, payload)
 }
