@@ -124,7 +124,8 @@ type (
 func (ulaw) Rate() int                  { return 8000 }
 func (ulaw) MaxPayload(samples int) int { return samples }
 func (ulaw) Encode(dst []byte, src []int16) int {
-	return len(pcm.AppendUlaw(dst[:0], src))
+	pcm.AppendUlaw(dst[:0:len(src)], src) // in dst's own array, never a new one
+	return len(src)
 }
 func (ulaw) Decode(dst []int16, payload []byte) []int16 {
 	return pcm.AppendFromUlaw(dst, payload)
@@ -133,7 +134,8 @@ func (ulaw) Decode(dst []int16, payload []byte) []int16 {
 func (alaw) Rate() int                  { return 8000 }
 func (alaw) MaxPayload(samples int) int { return samples }
 func (alaw) Encode(dst []byte, src []int16) int {
-	return len(pcm.AppendAlaw(dst[:0], src))
+	pcm.AppendAlaw(dst[:0:len(src)], src) // in dst's own array, never a new one
+	return len(src)
 }
 func (alaw) Decode(dst []int16, payload []byte) []int16 {
 	return pcm.AppendFromAlaw(dst, payload)
