@@ -12,6 +12,8 @@ want pkg-config libopus-dev # Opus codec (cgo)
 if [ "$mode" = test ]; then
 	# real peers and signal tools the suite drives: sipp, baresip (+ its modules), sox
 	want sip-tester baresip-core sox espeak-ng iproute2
+	# tshark captures on lo for the DTMF and SRTP end-to-end tests (what went on the wire)
+	want tshark
 	# PostgreSQL binaries: the CDR tests run their own throwaway server (initdb on a temp dir)
 	want postgresql
 	# SIP scanners the abuse tests point at the gateway (svmap, svwar, svcrack), 127.0.0.1 only
