@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -245,5 +246,39 @@ func TestBotStream(t *testing.T) {
 	}
 	if _, stop := s.handle([]byte(`{"event":"stop","sequenceNumber":"9","streamSid":"MZ1","stop":{}}`)); !stop {
 		t.Fatal("stop did not end the stream")
+	}
+}
+
+func TestProcUDPDrops(t *testing.T) {
+	table := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  105: 0100007F:4E20 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 81234 2 0000000000000000 17
+  106: 0100007F:4E21 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 81235 2 0000000000000000 9000
+`
+	if v, ok := procUDPDrops(table, 20000); !ok || v != 17 {
+		t.Fatalf("drops on port 20000 = %d, %v; want 17", v, ok)
+	}
+	if _, ok := procUDPDrops(table, 20002); ok {
+		t.Fatal("a port with no socket was found")
+	}
+	// A real socket of this machine's: one datagram too many for its buffer is one drop.
+	sock, err := newRTPSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.close()
+	before, ok := udpDrops(sock.port + 1) // the RTCP socket, never read, 4 KB buffer
+	if !ok {
+		t.Fatalf("no socket on port %d in /proc/net/udp", sock.port+1)
+	}
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", sock.port+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 200 {
+		c.Write(make([]byte, 1000))
+	}
+	if after, _ := udpDrops(sock.port + 1); after <= before {
+		t.Fatalf("drops %d before 200 KB into a 4 KB buffer, %d after", before, after)
 	}
 }

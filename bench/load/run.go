@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +82,9 @@ type result struct {
 	ClockLate2        float64        `json:"gateway_frames_late_2ms"`  // frames the gateway's clock handled > 2 ms late, over the run
 	ClockLate5        float64        `json:"gateway_frames_late_5ms"`  // > 5 ms
 	ClockMoves        float64        `json:"gateway_clock_moves"`      // schedules moved to follow the callers' packets
+	GatewayLost       float64        `json:"gateway_rtp_lost"`         // callers' packets its jitter buffers never received by their playout time, -1 unknown
+	GatewayLate       float64        `json:"gateway_rtp_late"`         // received after it, -1 unknown
+	RcvbufDrops       int64          `json:"tool_rtp_drops"`           // datagrams the kernel dropped at this tool's full RTP socket during the hold (/proc/net/udp), -1 unknown
 	SendLateP99       float64        `json:"sender_late_p99_ms"`       // this tool's own send jitter
 	SendLateMax       float64        `json:"sender_late_max_ms"`
 	ToolCPUPct        float64        `json:"load_tool_cpu_pct"` // this process (and its bot), % of one core over the hold
@@ -97,9 +101,9 @@ func (r *result) summary() string {
 	if r.ChunkMs != 0 {
 		route += fmt.Sprintf(" chunk_ms=%d", r.ChunkMs)
 	}
-	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call (anon %.1f) goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms load=%s",
+	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call (anon %.1f) goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms gw_lost=%.0f gw_late=%.0f tool_drops=%d load=%s",
 		route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
-		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.LoadAvg) +
+		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.GatewayLost, r.GatewayLate, r.RcvbufDrops, r.LoadAvg) +
 		r.foreignNote()
 }
 
@@ -231,6 +235,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	time.Sleep(500 * time.Millisecond)
 	t0, _ := g.sample()
 	self0 := selfCPU()
+	drops0, drops0ok := udpDrops(sock.port)
 	if o.selfProf != "" {
 		if f, err := os.Create(o.selfProf); err == nil {
 			if pprof.StartCPUProfile(f) == nil {
@@ -250,6 +255,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	t1, _ := g.sample()
 	self1 := selfCPU()
+	res.RcvbufDrops = -1
+	if drops1, ok := udpDrops(sock.port); ok && drops0ok {
+		res.RcvbufDrops = int64(drops1 - drops0)
+	}
 	pprof.StopCPUProfile()
 	if o.profile != "" {
 		if err := <-profErr; err != nil {
@@ -456,4 +465,37 @@ func gatewayFigures(g *gateway, res *result) {
 	res.ClockLate2 = m[`switchboard_frame_clock_late_frames_total{over="2ms"}`]
 	res.ClockLate5 = m[`switchboard_frame_clock_late_frames_total{over="5ms"}`]
 	res.ClockMoves = m["switchboard_frame_clock_moves_total"]
+	res.GatewayLost, res.GatewayLate = -1, -1
+	if v, ok := m[`switchboard_rtp_lost_packets_total{kind="lost"}`]; ok {
+		res.GatewayLost = v
+	}
+	if v, ok := m[`switchboard_rtp_lost_packets_total{kind="late"}`]; ok {
+		res.GatewayLate = v
+	}
+}
+
+// udpDrops reads the kernel's count of datagrams dropped at the full receive
+// buffer of the IPv4 UDP socket on port: a marker the tool lost there was
+// lost outside the gateway.
+func udpDrops(port int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, false
+	}
+	return procUDPDrops(string(b), port)
+}
+
+// procUDPDrops finds the drops column (the last) of the socket bound to port
+// in /proc/net/udp's layout; local addresses are hex, "0100007F:4E20".
+func procUDPDrops(table string, port int) (uint64, bool) {
+	want := fmt.Sprintf(":%04X", port)
+	for line := range strings.Lines(table) {
+		f := strings.Fields(line)
+		if len(f) < 13 || !strings.HasSuffix(f[1], want) {
+			continue
+		}
+		v, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+		return v, err == nil
+	}
+	return 0, false
 }
