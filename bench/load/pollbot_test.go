@@ -174,8 +174,8 @@ func TestRunTwilioRoute(t *testing.T) {
 				t.Fatalf("bot echoed %d media messages, round trip p50 %.1f ms", res.BotMedia, res.RTTP50)
 			}
 			// the gateway's own loss counters and the kernel's drops were found (-1: not)
-			if res.GatewayLost < 0 || res.GatewayLate < 0 || res.RcvbufDrops < 0 {
-				t.Fatalf("gateway lost %v, late %v, receive-buffer drops %d: a figure is missing", res.GatewayLost, res.GatewayLate, res.RcvbufDrops)
+			if res.GatewayLost < 0 || res.GatewayLate < 0 || res.ToolDrops < 0 {
+				t.Fatalf("gateway lost %v, late %v, receive-buffer drops %d: a figure is missing", res.GatewayLost, res.GatewayLate, res.ToolDrops)
 			}
 		})
 	}

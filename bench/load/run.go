@@ -84,7 +84,7 @@ type result struct {
 	ClockMoves        float64        `json:"gateway_clock_moves"`      // schedules moved to follow the callers' packets
 	GatewayLost       float64        `json:"gateway_rtp_lost"`         // callers' packets its jitter buffers never received by their playout time, -1 unknown
 	GatewayLate       float64        `json:"gateway_rtp_late"`         // received after it, -1 unknown
-	RcvbufDrops       int64          `json:"tool_rtp_drops"`           // datagrams the kernel dropped at this tool's full RTP socket during the hold (/proc/net/udp), -1 unknown
+	ToolDrops         int64          `json:"tool_rtp_drops"`           // datagrams the kernel dropped at this tool's full RTP socket during the hold (/proc/net/udp), -1 unknown
 	SendLateP99       float64        `json:"sender_late_p99_ms"`       // this tool's own send jitter
 	SendLateMax       float64        `json:"sender_late_max_ms"`
 	ToolCPUPct        float64        `json:"load_tool_cpu_pct"` // this process (and its bot), % of one core over the hold
@@ -103,7 +103,7 @@ func (r *result) summary() string {
 	}
 	return fmt.Sprintf("route=%s calls=%d/%d hold=%.0fs sent=%d lost=%d (%.4f%%) seqgaps=%d jitter p99=%.2fms max=%.1fms rtt p50=%.1fms p99=%.1fms jb=%.1fms setup p99=%.1fms cpu=%.4f%%/call (%.1f%% total) rss=%.1fKB/call (anon %.1f) goroutines=%.2f/call late>2ms=%.0f tool=%.0f%% send-late p99=%.1fms max=%.1fms gw_lost=%.0f gw_late=%.0f tool_drops=%d load=%s",
 		route, r.Established, r.Calls, r.HoldS, r.Sent, r.Lost, r.LossPct, r.SeqGaps, r.JitterP99, r.JitterMax,
-		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.GatewayLost, r.GatewayLate, r.RcvbufDrops, r.LoadAvg) +
+		r.RTTP50, r.RTTP99, r.JBDelayMean, r.SetupP99, r.CPUPerCallPct, r.CPUTotalPct, r.RSSPerCallKB, r.AnonPerCallKB, r.GoroutinesPerCall, r.ClockLate2, r.ToolCPUPct, r.SendLateP99, r.SendLateMax, r.GatewayLost, r.GatewayLate, r.ToolDrops, r.LoadAvg) +
 		r.foreignNote()
 }
 
@@ -255,9 +255,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	t1, _ := g.sample()
 	self1 := selfCPU()
-	res.RcvbufDrops = -1
+	res.ToolDrops = -1
 	if drops1, ok := udpDrops(sock.port); ok && drops0ok {
-		res.RcvbufDrops = int64(drops1 - drops0)
+		res.ToolDrops = int64(drops1 - drops0)
 	}
 	pprof.StopCPUProfile()
 	if o.profile != "" {
