@@ -9,6 +9,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 want() { for p in "$@"; do have_pkg "$p" || need+=("$p"); done; }
 
 want pkg-config libopus-dev # Opus codec (cgo)
+# hraban/opus's headers for a bare `go build` or `go vet ./...` (gopls too); the Makefile's
+# nolibopusfile tag keeps libopusfile out of the binary itself
+want libopusfile-dev
 if [ "$mode" = test ]; then
 	# real peers and signal tools the suite drives: sipp, baresip (+ its modules), sox
 	want sip-tester baresip-core sox espeak-ng iproute2

@@ -27,9 +27,13 @@ func main() {
 	slog.SetLogLoggerLevel(slog.LevelWarn)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ua, _ := sipgo.NewUA()
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		slog.Error("user agent", "err", err)
+		os.Exit(1)
+	}
 	dg := diago.NewDiago(ua, diago.WithTransport(diago.Transport{Transport: "udp", BindHost: "127.0.0.1", BindPort: *port}))
-	err := dg.Serve(ctx, func(in *diago.DialogServerSession) {
+	err = dg.Serve(ctx, func(in *diago.DialogServerSession) {
 		in.Trying()
 		if err := in.Answer(); err != nil {
 			return
